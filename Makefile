@@ -1,0 +1,37 @@
+# The two set-up commands (see README.md): `make demo` runs the main job, `make test` the tests.
+# Both create .venv and install what they need on first use.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+OUT ?= out/demo
+
+.PHONY: install demo test lint bench
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: pip takes the CPU build from this machine's disk, never CUDA.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# One vehicle end to end: render frames, train on every town and weather, export fp32 and
+# int8 ONNX, classify the rendered frames with ONNX Runtime.
+demo: install
+	$(VENV)/bin/swarmdrive render --town Town10 --weather ClearNight -n 20 --seed 5 --out $(OUT)/frames
+	$(VENV)/bin/swarmdrive train --steps 1200 --seed 0 --out $(OUT)/model.pt
+	$(VENV)/bin/swarmdrive export $(OUT)/model.pt --out $(OUT)/model.onnx
+	$(VENV)/bin/swarmdrive export $(OUT)/model.pt --int8 --calibration $(OUT)/frames --out $(OUT)/model.int8.onnx
+	$(VENV)/bin/swarmdrive infer --model $(OUT)/model.int8.onnx $(OUT)/frames > $(OUT)/detections.jsonl
+	@echo "demo: wrote $(OUT)/ (model.pt, model.onnx, model.int8.onnx, detections.jsonl)"
+
+lint: install
+	$(VENV)/bin/ruff check agent models chain sim tests benchmarks
+
+test: install lint
+	$(PY) -m pytest -q
+
+bench: install
+	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

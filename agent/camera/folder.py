@@ -1,0 +1,70 @@
+"""An image folder with YOLO labels, as ``swarmdrive render`` writes and datasets ship."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from agent.camera.frame import Frame
+from agent.camera.source import CameraError, CorruptImageError, SourceStatistics, read_image
+from agent.camera.yolo import LabelError, label_path_for, read_labels
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+class ImageFolderSource:
+    """Frames from the images in a folder (or its ``images/`` subfolder), in name order.
+
+    Corrupt images and bad label files are skipped, logged and counted in ``statistics()``;
+    they never stop the iteration.
+    """
+
+    def __init__(self, root: Path, n_classes: int) -> None:
+        if not root.exists():
+            raise CameraError(f"image folder {root}: does not exist")
+        if not root.is_dir():
+            raise CameraError(f"image folder {root}: is not a directory")
+        self.name = str(root)
+        self.n_classes = n_classes
+        images_dir = root / "images" if (root / "images").is_dir() else root
+        self.paths = sorted(p for p in images_dir.iterdir()
+                            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        if not self.paths:
+            raise CameraError(f"image folder {root}: contains no images "
+                              f"({', '.join(IMAGE_SUFFIXES)})")
+        self._frames = 0
+        self._skipped = 0
+
+    def __iter__(self) -> Iterator[Frame]:
+        for path in self.paths:
+            try:
+                frame = self._load(path)
+            except (CorruptImageError, LabelError) as e:
+                self._skipped += 1
+                log.warning("skip_frame source=%s reason=%s", self.name, e)
+                continue
+            self._frames += 1
+            yield frame
+
+    def _load(self, path: Path) -> Frame:
+        img = read_image(path)
+        label_file = label_path_for(path)
+        if label_file is None:
+            return Frame(image=img, origin=str(path))
+        boxes, labels = read_labels(label_file, img.shape[1], img.shape[0], self.n_classes)
+        return Frame(image=img, origin=str(path), boxes=boxes, labels=labels)
+
+    def close(self) -> None:
+        """Nothing to release; here for the ``CameraSource`` interface."""
+
+    def statistics(self) -> SourceStatistics:
+        return SourceStatistics(frames=self._frames, skipped=self._skipped)
+
+    def __enter__(self) -> ImageFolderSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""One module per ``swarmdrive`` subcommand: ``add_parser(sub)`` and ``run(args) -> exit code``."""

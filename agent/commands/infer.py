@@ -1,0 +1,95 @@
+"""``swarmdrive infer``: classify crops, or every labelled box of full frames, with ONNX Runtime.
+
+Prints one JSON line per classified object. A path that cannot be read gets one error line
+on stderr and makes the exit code non-zero; the other paths are still classified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+from agent.camera.folder import ImageFolderSource
+from agent.camera.frame import Frame
+from agent.camera.source import CorruptImageError, read_image
+from agent.camera.yolo import LabelError, label_path_for, read_labels
+from agent.commands.args import positive_int
+from agent.exit_codes import ExitCode
+from models.preprocess import crops, whole_image
+from models.runtime import OnnxClassifier
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("infer", help="classify images with an exported ONNX model")
+    p.add_argument("--model", type=Path, required=True, help="ONNX file from 'swarmdrive export'")
+    p.add_argument("paths", type=Path, nargs="+", metavar="PATH",
+                   help="crop images, frames with YOLO label files, or folders of either")
+    p.add_argument("--threads", type=positive_int, default=1)
+    p.set_defaults(run=run)
+
+
+def load_frame(path: Path, n_classes: int) -> Frame:
+    img = read_image(path)
+    labels = label_path_for(path)
+    if labels is None:
+        return Frame(image=img, origin=str(path))
+    boxes, ids = read_labels(labels, img.shape[1], img.shape[0], n_classes)
+    return Frame(image=img, origin=str(path), boxes=boxes, labels=ids)
+
+
+def classify_frame(clf: OnnxClassifier, frame: Frame) -> list[dict[str, object]]:
+    """One result per box, or one for the whole image when the frame has no labels."""
+    size, names = clf.info.input_size, clf.info.classes
+    if len(frame.labels) == 0:
+        batch, boxes, truth = whole_image(frame.image, size), [None], [None]
+    else:
+        batch = crops(frame.image, frame.boxes, size)
+        boxes = [[round(float(v), 1) for v in b] for b in frame.boxes]
+        truth = [names[i] for i in frame.labels]
+    ids, scores = clf.classify(batch)
+    out = []
+    for box, t, i, s in zip(boxes, truth, ids.tolist(), scores.tolist(), strict=True):
+        rec: dict[str, object] = {"path": frame.origin, "box": box, "class": names[i],
+                                  "score": round(s, 4)}
+        if t is not None:
+            rec["label"] = t
+        out.append(rec)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    clf = OnnxClassifier(args.model, threads=args.threads)
+    n_classes = len(clf.info.classes)
+    failed = 0
+    correct = total = 0
+    for path in args.paths:
+        if path.is_dir():
+            with ImageFolderSource(path, n_classes) as src:
+                frames = list(src)
+                skipped = src.statistics().skipped
+            if skipped:
+                print(f"swarmdrive: error: {path}: skipped {skipped} corrupt or unreadable "
+                      "file(s)", file=sys.stderr)
+                failed += 1
+        else:
+            try:
+                frames = [load_frame(path, n_classes)]
+            except (CorruptImageError, LabelError) as e:
+                print(f"swarmdrive: error: {e}", file=sys.stderr)
+                failed += 1
+                continue
+        for frame in frames:
+            for rec in classify_frame(clf, frame):
+                print(json.dumps(rec))
+                if "label" in rec:
+                    total += 1
+                    correct += rec["label"] == rec["class"]
+    if total:
+        print(f"accuracy {correct}/{total} = {correct / total:.4f}", file=sys.stderr)
+    return int(ExitCode.BAD_INPUT_FILE) if failed else 0
+
+
+

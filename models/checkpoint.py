@@ -1,0 +1,90 @@
+"""Checkpoints: a plain dict with the weights, the config and what made them; atomic on disk.
+
+The model hash is the sha256 of the weights in a canonical byte layout (names in sorted order,
+dtype, shape, little-endian bytes), so it names the same model on every machine; later the
+chain records it and every vehicle recomputes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.atomic import atomic_write_bytes
+from models.net import CropNet, NetConfig
+
+FORMAT = "swarmdrive-checkpoint/1"
+MAX_CHECKPOINT_BYTES = 256 << 20  # CropNet is ~0.6 MB; anything this large is not ours
+
+
+class CheckpointError(Exception):
+    """A checkpoint file that is missing, unreadable or not a swarmdrive model."""
+
+
+def state_hash(state: dict[str, torch.Tensor]) -> str:
+    """sha256 (hex) of ``state`` in canonical form."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(repr(tuple(t.shape)).encode())
+        h.update(t.numpy().astype(t.numpy().dtype.newbyteorder("<"), copy=False).tobytes())
+    return h.hexdigest()
+
+
+def save_checkpoint(path: Path, model: CropNet, classes: tuple[str, ...],
+                    meta: dict[str, Any] | None = None) -> str:
+    """Write ``model`` to ``path`` atomically; returns its model hash."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    digest = state_hash(state)
+    ckpt = {
+        "format": FORMAT,
+        "model_args": asdict(model.config),
+        "classes": list(classes),
+        "state_dict": state,
+        "model_hash": digest,
+        "meta": meta or {},
+    }
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return digest
+
+
+def load_checkpoint(path: Path) -> tuple[CropNet, dict[str, Any]]:
+    """The model in ``path`` (eval mode) and the checkpoint dict; ``CheckpointError`` if bad."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"model {path}: no such file")
+    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"model {path}: larger than {MAX_CHECKPOINT_BYTES} bytes")
+    try:
+        # weights_only: a checkpoint from a peer or a disk must never run code.
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as e:
+        raise CheckpointError(f"model {path}: not a torch checkpoint ({_first_line(e)})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"model {path}: not a swarmdrive checkpoint (expected {FORMAT})")
+    try:
+        model = CropNet(NetConfig(**ckpt["model_args"]))
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, RuntimeError, AssertionError) as e:
+        raise CheckpointError(f"model {path}: weights do not fit the model ({_first_line(e)})") \
+            from None
+    if state_hash(ckpt["state_dict"]) != ckpt.get("model_hash"):
+        raise CheckpointError(f"model {path}: weights do not match the recorded model hash")
+    model.eval()
+    return model, ckpt
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__

@@ -1,0 +1,56 @@
+"""int8 static quantisation with ONNX Runtime, calibrated on the vehicle's own frames.
+
+Only convolutions and the classifier are quantised (QDQ, per-channel int8 weights, uint8
+activations). GroupNorm stays fp32: its statistics are per sample, and quantising its pieces
+(InstanceNormalization, Mul, Add) costs more in Q/DQ nodes than it saves.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from models.atomic import atomic_write_bytes
+from models.onnx_export import INPUT_NAME, META_PREFIX, set_metadata
+from models.preprocess import to_input
+
+MIN_CALIBRATION_CROPS = 16  # fewer gives activation ranges that clip real frames
+
+
+class _Crops(CalibrationDataReader):
+    def __init__(self, images: np.ndarray, batch: int = 32) -> None:
+        self._batches = iter([to_input(images[i : i + batch]) for i in range(0, len(images), batch)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        x = next(self._batches, None)
+        return None if x is None else {INPUT_NAME: x}
+
+
+def quantize_int8(fp32: onnx.ModelProto, calibration: np.ndarray, out: Path) -> None:
+    """Write the int8 version of ``fp32`` to ``out``, calibrated on ``calibration`` crops."""
+    if len(calibration) < MIN_CALIBRATION_CROPS:
+        raise ValueError(f"int8 calibration needs at least {MIN_CALIBRATION_CROPS} crops, "
+                         f"got {len(calibration)}")
+    meta = {p.key[len(META_PREFIX):]: p.value for p in fp32.metadata_props
+            if p.key.startswith(META_PREFIX)}
+    with tempfile.TemporaryDirectory() as tmp:
+        src, pre, q = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
+        src.write_bytes(fp32.SerializeToString())
+        quant_pre_process(str(src), str(pre))
+        quantize_static(str(pre), str(q), _Crops(calibration), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, op_types_to_quantize=["Conv", "Gemm"])
+        proto = onnx.load(str(q))
+    set_metadata(proto, {**meta, "precision": "int8"})
+    onnx.checker.check_model(proto)
+    atomic_write_bytes(out, proto.SerializeToString())

@@ -1,0 +1,82 @@
+"""Serving an exported model with ONNX Runtime: load, validate the metadata, classify crops."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from models.onnx_export import INPUT_NAME, META_FORMAT, META_PREFIX, OUTPUT_NAME
+from models.preprocess import to_input
+
+MAX_MODEL_BYTES = 64 << 20  # CropNet's ONNX is well under 1 MB
+
+
+class ModelFileError(Exception):
+    """A model file that is missing, not ONNX, or not a swarmdrive export."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    classes: tuple[str, ...]
+    input_size: int
+    model_hash: str
+    precision: str
+
+
+def read_info(proto: onnx.ModelProto, path: Path) -> ModelInfo:
+    meta = {p.key[len(META_PREFIX):]: p.value for p in proto.metadata_props
+            if p.key.startswith(META_PREFIX)}
+    if meta.get("format") != META_FORMAT:
+        raise ModelFileError(f"model {path}: no swarmdrive metadata (not exported by "
+                             "'swarmdrive export')")
+    try:
+        classes = tuple(json.loads(meta["classes"]))
+        return ModelInfo(classes=classes, input_size=int(meta["input_size"]),
+                         model_hash=meta["model_hash"], precision=meta.get("precision", "fp32"))
+    except (KeyError, ValueError, TypeError) as e:
+        raise ModelFileError(f"model {path}: malformed swarmdrive metadata ({e})") from None
+
+
+class OnnxClassifier:
+    """An ONNX Runtime session for a swarmdrive crop classifier."""
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(f"model {path}: no such file")
+        if path.stat().st_size > MAX_MODEL_BYTES:
+            raise ModelFileError(f"model {path}: larger than {MAX_MODEL_BYTES} bytes")
+        data = path.read_bytes()
+        try:
+            proto = onnx.load_from_string(data)
+        except Exception as e:  # protobuf raises its own DecodeError and others
+            raise ModelFileError(f"model {path}: not an ONNX model ({type(e).__name__})") from None
+        self.info = read_info(proto, path)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph types
+            raise ModelFileError(f"model {path}: ONNX Runtime cannot load it "
+                                 f"({str(e).splitlines()[0][:160]})") from None
+        self.path = path
+
+    def logits(self, crops: np.ndarray) -> np.ndarray:
+        """(N, C) logits for (N, S, S, 3) uint8 BGR crops."""
+        if len(crops) == 0:
+            return np.zeros((0, len(self.info.classes)), np.float32)
+        out: np.ndarray = self.session.run([OUTPUT_NAME], {INPUT_NAME: to_input(crops)})[0]
+        return out
+
+    def classify(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Class ids and softmax confidences of each crop."""
+        z = self.logits(crops)
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        return p.argmax(axis=1), p.max(axis=1)

@@ -1,0 +1,39 @@
+"""Crop sets drawn from the simulator: per-domain training data and the fleet-wide test set.
+
+A domain is a (town, weather) pair. Training drives and test drives use disjoint seeds, so
+the test set is never a frame the model has seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from models.data import CropSet, crops_from_frames
+from sim.render import CameraConfig
+from sim.sensor import SyntheticCamera
+from sim.world import all_domains
+
+TEST_SEED_OFFSET = 1_000_003  # test drives use seed + this: routes no training drive uses
+FRAME_STRIDE = 5  # keep every 5th frame: neighbours are near-duplicates
+
+
+def domain_crops(town: str, weather: str, seed: int, frames: int, size: int,
+                 camera: CameraConfig = CameraConfig(), start: int = 0) -> CropSet:
+    """Crops from ``frames`` frames (every ``FRAME_STRIDE``-th) of one drive."""
+    cam = SyntheticCamera(town, weather, seed=seed, start=start, n=frames * FRAME_STRIDE,
+                          camera=camera)
+    return crops_from_frames((f for i, f in enumerate(cam) if i % FRAME_STRIDE == 0), size)
+
+
+def domains_crops(domains: Sequence[tuple[str, str]], seed: int, frames_per_domain: int,
+                  size: int) -> CropSet:
+    """Crops from several domains, each from its own drive."""
+    return CropSet.concat(
+        domain_crops(t, w, seed * 1000 + i, frames_per_domain, size)
+        for i, (t, w) in enumerate(domains)
+    )
+
+
+def fleet_test_set(seed: int, frames_per_domain: int, size: int) -> CropSet:
+    """The fleet-wide test set: every town under every weather."""
+    return domains_crops(all_domains(), seed + TEST_SEED_OFFSET, frames_per_domain, size)
