@@ -29,6 +29,7 @@ demo: install
 
 lint: install
 	$(VENV)/bin/ruff check agent models chain sim tests benchmarks
+	$(VENV)/bin/mypy agent models chain sim
 
 test: install lint
 	$(PY) -m pytest -q

@@ -51,4 +51,4 @@ def entry() -> None:
     sys.exit(main())
 
 
-__all__ = ["main", "entry", "ExitCode"]
+__all__ = ["ExitCode", "entry", "main"]

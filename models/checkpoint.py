@@ -69,8 +69,9 @@ def load_checkpoint(path: Path) -> tuple[CropNet, dict[str, Any]]:
     try:
         # weights_only: a checkpoint from a peer or a disk must never run code.
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as e:
-        raise CheckpointError(f"model {path}: not a torch checkpoint ({_first_line(e)})") from None
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError):
+        raise CheckpointError(f"model {path}: not a torch checkpoint (corrupt, truncated, another "
+                              "format, or holding objects other than tensors)") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"model {path}: not a swarmdrive checkpoint (expected {FORMAT})")
     try:

@@ -34,7 +34,7 @@ def report(predicted: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) 
     support = confusion.sum(axis=1)
     recall = {c: (float(confusion[i, i] / support[i]) if support[i] else None)
               for i, c in enumerate(classes)}
-    n = int(len(labels))
+    n = len(labels)
     return EvalReport(accuracy=float(np.trace(confusion) / n) if n else 0.0,
                       per_class_recall=recall, confusion=confusion.tolist(), n=n)
 

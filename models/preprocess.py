@@ -23,9 +23,9 @@ def crop(image: np.ndarray, box: np.ndarray | tuple[float, float, float, float],
     Parts of the square outside the image repeat the border pixels.
     """
     x0, y0, x1, y1 = (float(v) for v in box)
-    side = max(MIN_CROP_PX, int(round(max(x1 - x0, y1 - y0) * CONTEXT)))
+    side = max(MIN_CROP_PX, round(max(x1 - x0, y1 - y0) * CONTEXT))
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
+    left, top = round(cx - side / 2), round(cy - side / 2)
     h, w = image.shape[:2]
     pad_l, pad_t = max(0, -left), max(0, -top)
     pad_r, pad_b = max(0, left + side - w), max(0, top + side - h)
@@ -60,6 +60,7 @@ def whole_image(image: np.ndarray, size: int) -> np.ndarray:
 
 def to_input(batch: np.ndarray) -> np.ndarray:
     """(N, S, S, 3) uint8 BGR crops -> (N, 3, S, S) float32 normalised RGB."""
-    x = batch[..., ::-1].astype(np.float32) * (1.0 / 255.0)
-    x = (x - np.array(MEAN_RGB, np.float32)) / np.array(STD_RGB, np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    scale = np.float32(1.0 / 255.0)
+    mean, std = np.array(MEAN_RGB, np.float32), np.array(STD_RGB, np.float32)
+    x: np.ndarray = (batch[..., ::-1].astype(np.float32) * scale - mean) / std
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)

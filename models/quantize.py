@@ -21,7 +21,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from models.atomic import atomic_write_bytes
-from models.onnx_export import INPUT_NAME, META_PREFIX, set_metadata
+from models.onnx_export import INPUT_NAME, META_PREFIX, ExportError, set_metadata
 from models.preprocess import to_input
 
 MIN_CALIBRATION_CROPS = 16  # fewer gives activation ranges that clip real frames
@@ -29,7 +29,8 @@ MIN_CALIBRATION_CROPS = 16  # fewer gives activation ranges that clip real frame
 
 class _Crops(CalibrationDataReader):
     def __init__(self, images: np.ndarray, batch: int = 32) -> None:
-        self._batches = iter([to_input(images[i : i + batch]) for i in range(0, len(images), batch)])
+        starts = range(0, len(images), batch)
+        self._batches = iter([to_input(images[i : i + batch]) for i in starts])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         x = next(self._batches, None)
@@ -39,8 +40,8 @@ class _Crops(CalibrationDataReader):
 def quantize_int8(fp32: onnx.ModelProto, calibration: np.ndarray, out: Path) -> None:
     """Write the int8 version of ``fp32`` to ``out``, calibrated on ``calibration`` crops."""
     if len(calibration) < MIN_CALIBRATION_CROPS:
-        raise ValueError(f"int8 calibration needs at least {MIN_CALIBRATION_CROPS} crops, "
-                         f"got {len(calibration)}")
+        raise ExportError(f"int8 calibration needs at least {MIN_CALIBRATION_CROPS} labelled "
+                          f"crops, got {len(calibration)}: give more calibration frames")
     meta = {p.key[len(META_PREFIX):]: p.value for p in fp32.metadata_props
             if p.key.startswith(META_PREFIX)}
     with tempfile.TemporaryDirectory() as tmp:

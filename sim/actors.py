@@ -274,7 +274,8 @@ def draw_pedestrian(img: Img, b: tuple[float, float, float, float], pose: str, l
     x0, y0, x1, y1 = b
     w, h = x1 - x0, y1 - y0
     cx = (x0 + x1) / 2
-    shirt, legs, skin = paint.surface(look.body), paint.surface(look.second), paint.surface(look.skin)
+    shirt, legs = paint.surface(look.body), paint.surface(look.second)
+    skin = paint.surface(look.skin)
     t = max(1, int(0.07 * h)) if pose == "side" else 1
     if pose == "side":
         stride = 0.25 * w * (0.5 + look.variant)
@@ -320,7 +321,8 @@ def draw_stop_sign(img: Img, b: tuple[float, float, float, float], pose: str, lo
           paint.surface((245, 245, 245)))
 
 
-_OCT = [(0.3, 0.0), (0.7, 0.0), (1.0, 0.3), (1.0, 0.7), (0.7, 1.0), (0.3, 1.0), (0.0, 0.7), (0.0, 0.3)]
+_OCT = [(0.3, 0.0), (0.7, 0.0), (1.0, 0.3), (1.0, 0.7),
+        (0.7, 1.0), (0.3, 1.0), (0.0, 0.7), (0.0, 0.3)]
 
 
 def _octagon(img: Img, b: tuple[float, float, float, float], c: BGR) -> None:

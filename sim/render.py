@@ -35,6 +35,7 @@ from sim.world import CLASS_ID, Town, Weather, get_town, get_weather
 MIN_VISIBLE = 0.5  # a box is labelled only if at least half of it is unoccluded
 MIN_IN_FRAME = 0.6  # ... and at least this much of it lies inside the image
 OCCLUSION_GRID = 4  # the occlusion mask works at 1/4 resolution
+FOG_VEIL_M = 8.0  # fog veils even the nearest things: count this much air before them
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,9 @@ class Renderer:
         w = self.weather
         light = self._light
         if w.night:  # our own headlights light what is close ahead
-            boost = 0.9 * math.exp(-z / 18.0)
+            boost = 0.55 * math.exp(-z / 12.0)
             light = tuple(min(1.2, c + boost) for c in light)
-        fog = 1.0 - math.exp(-w.fog_density * z)
+        fog = 1.0 - math.exp(-w.fog_density * (z + FOG_VEIL_M))
         return Paint(light=light, fog=fog, fog_colour=w.fog_colour, night=w.night)  # type: ignore[arg-type]
 
     def project(self, x: float, z: float, height: float = 0.0) -> tuple[float, float]:
@@ -163,7 +164,8 @@ class Renderer:
                 x += bw
         if w.night:  # lit windows in the distance
             for _ in range(cam.width // 6 if t.skyline in ("city", "towers") else 0):
-                u, v = int(rng.integers(0, cam.width)), hy - int(rng.integers(1, int(0.1 * cam.height)))
+                u = int(rng.integers(0, cam.width))
+                v = hy - int(rng.integers(1, int(0.1 * cam.height)))
                 cv2.rectangle(img, (u, v), (u + 1, v), (90, 200, 240), -1)
 
     def _rain_layers(self) -> list[np.ndarray]:
@@ -178,7 +180,8 @@ class Renderer:
             ls = rng.integers(6, 18, n) * cam.height // 240
             for x, y, length in zip(xs, ys, ls, strict=True):
                 v = int(rng.integers(35, 80))
-                cv2.line(layer, (int(x), int(y)), (int(x - length // 4), int(y + length)), (v, v, v), 1)
+                end = (int(x - length // 4), int(y + length))
+                cv2.line(layer, (int(x), int(y)), end, (v, v, v), 1)
             layers.append(layer)
         return layers
 
@@ -207,8 +210,8 @@ class Renderer:
             raise ValueError(f"frame index {index} is negative")
         img = self._base.copy()
         self._draw_markings(img, index)
-        for b in buildings_at(self.seed, self.town, self.route, index):
-            self._draw_building(img, b)
+        for building in buildings_at(self.seed, self.town, self.route, index):
+            self._draw_building(img, building)
         actors = sorted(actors_at(self.seed, self.town, self.route, index), key=lambda a: a.z)
         boxes = [self._box(a) for a in actors]
         visible = self._visibility(actors, boxes)
@@ -226,7 +229,8 @@ class Renderer:
         half = self.f * width / a.z / 2
         return (u - half, v_top, u + half, v_bottom)
 
-    def _visibility(self, actors: list[Actor], boxes: list[tuple[float, float, float, float]]) -> list[float]:
+    def _visibility(self, actors: list[Actor],
+                    boxes: list[tuple[float, float, float, float]]) -> list[float]:
         """Unoccluded fraction of each box, nearest first, on a coarse mask."""
         g = OCCLUSION_GRID
         cam = self.camera

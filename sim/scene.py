@@ -81,7 +81,7 @@ def _streams(town: Town) -> tuple[Stream, ...]:
     kerb = half + 1.0
     walk = half + max(town.sidewalk, 2.0) * 0.5 + (0.0 if town.sidewalk else 1.0)
     side = half + town.sidewalk + 0.6
-    road_users = VEHICLES + ("bicycle",)
+    road_users = (*VEHICLES, "bicycle")
     return (
         Stream(ours, 0.7 * v, road_users, 0.05 * len(ours), ("rear",)),
         Stream(theirs, -0.8 * v, road_users, 0.04 * len(theirs), ("front",)),
@@ -105,7 +105,8 @@ def _rng(*key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(list(key)))
 
 
-def _jitter(rng: np.random.Generator, c: tuple[int, int, int], amount: int = 18) -> tuple[int, int, int]:
+def _jitter(rng: np.random.Generator, c: tuple[int, int, int],
+            amount: int = 18) -> tuple[int, int, int]:
     d = rng.integers(-amount, amount + 1, size=3)
     return (int(np.clip(c[0] + d[0], 0, 255)), int(np.clip(c[1] + d[1], 0, 255)),
             int(np.clip(c[2] + d[2], 0, 255)))
@@ -125,7 +126,7 @@ def make_look(rng: np.random.Generator, town: Town, kind: str) -> Look:
     elif kind in ("bin", "billboard"):
         body, second = _jitter(rng, pick(vp + cp), 40), _jitter(rng, pick(cp), 40)
     else:
-        body, second = _jitter(rng, pick(vp)), _jitter(rng, pick(vp + ((200, 200, 200),)))
+        body, second = _jitter(rng, pick(vp)), _jitter(rng, pick((*vp, (200, 200, 200))))
     return Look(body=body, second=second, skin=SKIN[int(rng.integers(len(SKIN)))],
                 variant=float(rng.random()), state=0)
 
@@ -176,7 +177,8 @@ def _junction(seed: int, town_name: str, k: int) -> tuple[_Spawn, ...]:
     out: list[_Spawn] = []
     if lights + signs > 0:
         kind = "traffic_light" if rng.random() < lights / (lights + signs) else "stop_sign"
-        for x, pose in ((half + town.sidewalk + 0.6, "front"), (-half - town.sidewalk - 0.6, "rear")):
+        kerb = half + town.sidewalk + 0.6
+        for x, pose in ((kerb, "front"), (-kerb, "rear")):
             if rng.random() < 0.85:
                 look = make_look(rng, town, kind)
                 out.append(_Spawn(kind, k * town.intersection_every - 1.0, x, pose, look,
@@ -190,7 +192,8 @@ def _junction(seed: int, town_name: str, k: int) -> tuple[_Spawn, ...]:
             continue
         for _ in range(int(rng.poisson(town.busyness * total * scale))):
             kind = kinds[int(rng.choice(len(kinds), p=np.array(weights) / total))]
-            out.append(_Spawn(kind, k * town.intersection_every + offset + float(rng.normal(0, 1.0)),
+            s0 = k * town.intersection_every + offset + float(rng.normal(0, 1.0))
+            out.append(_Spawn(kind, s0,
                               float(rng.uniform(-JUNCTION_CROSS_M, JUNCTION_CROSS_M)), "side",
                               make_look(rng, town, kind), float(rng.random())))
     return tuple(out)
@@ -234,7 +237,8 @@ def actors_at(seed: int, town: Town, route: Route, t: int) -> list[Actor]:
                     out.append(Actor(sp.kind, x, z, sp.pose, _with_state(sp, t), stream.labelled))
     if town.intersection_every > 0:
         every = town.intersection_every
-        for k in range(math.floor((s_ego + NEAR_M) / every), math.floor((s_ego + FAR_M) / every) + 2):
+        first, last = math.floor((s_ego + NEAR_M) / every), math.floor((s_ego + FAR_M) / every)
+        for k in range(first, last + 2):
             for sp in _junction(seed, town.name, k):
                 z = sp.s0 - s_ego
                 if not NEAR_M <= z <= FAR_M:
@@ -279,7 +283,8 @@ def _building_cell(seed: int, town_name: str, cell: int) -> tuple[tuple, ...]:  
     for side in (1.0, -1.0):
         if rng.random() < town.buildings_per_10m:
             height = float(rng.uniform(*town.building_height))
-            colour = _jitter(rng, town.building_palette[int(rng.integers(len(town.building_palette)))])
+            palette = town.building_palette
+            colour = _jitter(rng, palette[int(rng.integers(len(palette)))])
             out.append((side * float(rng.uniform(1.0, 4.0)), (cell + float(rng.random())) * CELL_M,
                         float(rng.uniform(6.0, 14.0)), height, colour, max(1, int(height / 3.5))))
     return tuple(out)

@@ -23,6 +23,8 @@ class VideoCaptureSource:
         self.name = f"video device {target}" if isinstance(target, int) else f"video {target}"
         if isinstance(target, str) and "://" not in target and not Path(target).is_file():
             raise CameraError(f"{self.name}: no such file")
+        # OpenCV prints its own warnings to stderr for a missing device; we report it ourselves.
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         self._cap = cv2.VideoCapture(target)
         if not self._cap.isOpened():
             self._cap.release()

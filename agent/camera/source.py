@@ -54,6 +54,10 @@ class CameraSource(Protocol):
 
     def statistics(self) -> SourceStatistics: ...
 
+    def __enter__(self) -> CameraSource: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
 
 def read_image(path: Path) -> np.ndarray:
     """Decode the image file at ``path`` as BGR uint8 or raise ``CorruptImageError``."""

@@ -48,7 +48,8 @@ def parse_labels(text: str, width: int, height: int, n_classes: int,
     return np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64)
 
 
-def read_labels(path: Path, width: int, height: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def read_labels(path: Path, width: int, height: int,
+                n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Parse the YOLO label file at ``path``."""
     if path.stat().st_size > MAX_LABEL_BYTES:
         raise LabelError(f"{path}: label file is larger than {MAX_LABEL_BYTES} bytes")

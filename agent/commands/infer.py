@@ -11,7 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-
 from agent.camera.folder import ImageFolderSource
 from agent.camera.frame import Frame
 from agent.camera.source import CorruptImageError, read_image
@@ -43,6 +42,8 @@ def load_frame(path: Path, n_classes: int) -> Frame:
 def classify_frame(clf: OnnxClassifier, frame: Frame) -> list[dict[str, object]]:
     """One result per box, or one for the whole image when the frame has no labels."""
     size, names = clf.info.input_size, clf.info.classes
+    boxes: list[list[float] | None]
+    truth: list[str | None]
     if len(frame.labels) == 0:
         batch, boxes, truth = whole_image(frame.image, size), [None], [None]
     else:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-from dataclasses import asdict
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import torch

@@ -1,0 +1,5 @@
+"""``python -m agent`` is the ``swarmdrive`` command."""
+
+from agent.cli import entry
+
+entry()
