@@ -35,4 +35,4 @@ test: install lint
 	$(PY) -m pytest -q
 
 bench: install
-	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in render generalisation inference; do echo "== $$b"; $(PY) -m benchmarks.$$b || exit 1; done
