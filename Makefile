@@ -17,15 +17,15 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# One vehicle end to end: render frames, train on every town and weather, export fp32 and
-# int8 ONNX, classify the rendered frames with ONNX Runtime.
+# The fleet: 8 vehicles learn together in one process (compressed deltas, in-memory transport),
+# then one vehicle exports the merged model to fp32 and int8 ONNX and classifies a night drive.
 demo: install
-	$(VENV)/bin/swarmdrive render --town Town10 --weather ClearNight -n 20 --seed 5 --out $(OUT)/frames
-	$(VENV)/bin/swarmdrive train --steps 1200 --seed 0 --out $(OUT)/model.pt
+	$(VENV)/bin/swarmdrive sim --transport memory --rounds 300 --local-steps 2 --eval-every 50 --out $(OUT)
+	$(VENV)/bin/swarmdrive render --town Town10 --weather ClearNight -n 40 --seed 5 --out $(OUT)/frames
 	$(VENV)/bin/swarmdrive export $(OUT)/model.pt --out $(OUT)/model.onnx
 	$(VENV)/bin/swarmdrive export $(OUT)/model.pt --int8 --calibration $(OUT)/frames --out $(OUT)/model.int8.onnx
 	$(VENV)/bin/swarmdrive infer --model $(OUT)/model.int8.onnx $(OUT)/frames > $(OUT)/detections.jsonl
-	@echo "demo: wrote $(OUT)/ (model.pt, model.onnx, model.int8.onnx, detections.jsonl)"
+	@echo "demo: wrote $(OUT)/ (result.json, model.pt, model.onnx, model.int8.onnx, detections.jsonl)"
 
 lint: install
 	$(VENV)/bin/ruff check agent models chain sim tests benchmarks
@@ -35,4 +35,4 @@ test: install lint
 	$(PY) -m pytest -q
 
 bench: install
-	for b in render generalisation inference; do echo "== $$b"; $(PY) -m benchmarks.$$b || exit 1; done
+	for b in render codec generalisation inference learning byzantine; do echo "== $$b"; $(PY) -m benchmarks.$$b || exit 1; done

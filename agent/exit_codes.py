@@ -31,12 +31,14 @@ def exit_code_for(error: BaseException) -> ExitCode | None:
     """The exit code for a known error type, or None for anything unexpected."""
     from agent.camera.source import CameraError, CorruptImageError
     from agent.camera.yolo import LabelError
+    from agent.commands.args import UsageError
     from models.checkpoint import CheckpointError
     from models.onnx_export import ExportError
     from models.runtime import ModelFileError
     from sim.world import UnknownTownError, UnknownWeatherError
 
     table: list[tuple[type[BaseException], ExitCode]] = [
+        (UsageError, ExitCode.USAGE),
         (CorruptImageError, ExitCode.BAD_INPUT_FILE),
         (LabelError, ExitCode.BAD_INPUT_FILE),
         (CameraError, ExitCode.CAMERA),

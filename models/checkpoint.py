@@ -1,13 +1,11 @@
 """Checkpoints: a plain dict with the weights, the config and what made them; atomic on disk.
 
-The model hash is the sha256 of the weights in a canonical byte layout (names in sorted order,
-dtype, shape, little-endian bytes), so it names the same model on every machine; later the
+The model hash (``models.layout.flat_hash``) names the same weights on every machine; the
 chain records it and every vehicle recomputes it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 import zipfile
@@ -18,6 +16,7 @@ from typing import Any
 import torch
 
 from models.atomic import atomic_write_bytes
+from models.layout import ModelLayout, flat_hash
 from models.net import CropNet, NetConfig
 
 FORMAT = "swarmdrive-checkpoint/1"
@@ -29,15 +28,9 @@ class CheckpointError(Exception):
 
 
 def state_hash(state: dict[str, torch.Tensor]) -> str:
-    """sha256 (hex) of ``state`` in canonical form."""
-    h = hashlib.sha256()
-    for name in sorted(state):
-        t = state[name].detach().cpu().contiguous()
-        h.update(name.encode())
-        h.update(str(t.dtype).encode())
-        h.update(repr(tuple(t.shape)).encode())
-        h.update(t.numpy().astype(t.numpy().dtype.newbyteorder("<"), copy=False).tobytes())
-    return h.hexdigest()
+    """The model hash of ``state`` (see ``models.layout.flat_hash``)."""
+    layout = ModelLayout.of(state)
+    return flat_hash(layout, layout.flatten(state))
 
 
 def save_checkpoint(path: Path, model: CropNet, classes: tuple[str, ...],

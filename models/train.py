@@ -1,12 +1,15 @@
-"""The training loop: minibatch AdamW with a one-cycle schedule on a crop set.
+"""The training loop: minibatch AdamW with a warm-up + cosine schedule on a crop set.
 
-Reads top to bottom: config, batches, one loop. Deterministic for a given seed and thread
-count (torch's CPU kernels are deterministic for these ops).
+Reads top to bottom: config, schedule, batches, steps, the whole-run loop. ``run_steps`` is the
+unit the swarm uses too (a vehicle runs ``local_steps`` of the same schedule each round), so
+local, central and swarm training differ only in which data and weights they start from.
+Deterministic for a given seed and thread count.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,8 +28,9 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     steps: int = 1200
     batch_size: int = 128
-    lr: float = 3e-3  # peak of the one-cycle schedule
+    lr: float = 3e-3  # peak of the schedule
     weight_decay: float = 1e-4
+    warmup: float = 0.1  # fraction of the steps spent warming up
     seed: int = 0
     log_every: int = 100
 
@@ -36,6 +40,26 @@ class TrainResult:
     steps: int
     final_loss: float  # mean over the last log window
     seconds: float
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to ``cfg.lr``, then cosine decay to zero at ``total``."""
+    warm = max(1, int(cfg.warmup * total))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(model: CropNet, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def tensors(data: CropSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole crop set as network input (N, 3, S, S) and labels (N,)."""
+    if len(data) == 0:
+        raise ValueError("no labelled crops to train on")
+    return torch.from_numpy(to_input(data.images)), torch.from_numpy(data.labels)
 
 
 def get_batch(x: torch.Tensor, y: torch.Tensor, batch_size: int,
@@ -48,36 +72,41 @@ def get_batch(x: torch.Tensor, y: torch.Tensor, batch_size: int,
     return xb, y[idx]
 
 
-def train(model: CropNet, data: CropSet, cfg: TrainConfig,
-          progress: Callable[[int, float], None] | None = None) -> TrainResult:
-    """Train ``model`` in place on ``data`` for ``cfg.steps`` steps."""
-    if len(data) == 0:
-        raise ValueError("no labelled crops to train on")
-    torch.manual_seed(cfg.seed)
-    g = torch.Generator().manual_seed(cfg.seed)
-    x = torch.from_numpy(to_input(data.images))  # (N, 3, S, S)
-    y = torch.from_numpy(data.labels)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps)
+def run_steps(model: CropNet, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+              first: int, steps: int, total: int, cfg: TrainConfig,
+              g: torch.Generator) -> list[float]:
+    """Steps ``first .. first + steps - 1`` of a ``total``-step schedule; returns the losses."""
     model.train()
-    t0 = time.perf_counter()
-    window: list[float] = []
-    for step in range(1, cfg.steps + 1):
+    losses = []
+    for step in range(first, first + steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, total, cfg)
         xb, yb = get_batch(x, y, cfg.batch_size, g)
         _, loss = model(xb, yb)
         assert loss is not None
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
-        window.append(loss.item())
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            mean = float(np.mean(window))
-            log.info("train_step step=%d loss=%.4f", step, mean)
-            if progress:
-                progress(step, mean)
-            if step != cfg.steps:
-                window = []
+        losses.append(loss.item())
     model.eval()
-    return TrainResult(steps=cfg.steps, final_loss=float(np.mean(window)),
+    return losses
+
+
+def train(model: CropNet, data: CropSet, cfg: TrainConfig,
+          progress: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train ``model`` in place on ``data`` for ``cfg.steps`` steps."""
+    x, y = tensors(data)
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    opt = make_optimizer(model, cfg)
+    t0 = time.perf_counter()
+    losses: list[float] = []
+    for first in range(0, cfg.steps, cfg.log_every):
+        n = min(cfg.log_every, cfg.steps - first)
+        losses = run_steps(model, opt, x, y, first, n, cfg.steps, cfg, g)
+        mean = float(np.mean(losses))
+        log.info("train_step step=%d loss=%.4f", first + n, mean)
+        if progress:
+            progress(first + n, mean)
+    return TrainResult(steps=cfg.steps, final_loss=float(np.mean(losses)),
                        seconds=time.perf_counter() - t0)

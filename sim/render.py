@@ -110,11 +110,10 @@ class Renderer:
 
     def _background(self) -> np.ndarray:
         cam, w, t = self.camera, self.weather, self.town
-        img = np.empty((cam.height, cam.width, 3), np.uint8)
+        img = np.zeros((cam.height, cam.width, 3), np.uint8)
         hy = int(self.hy)
-        for row in range(cam.height):
-            if row < hy:
-                img[row] = _mix(w.sky_top, w.sky_horizon, row / max(1, hy))
+        for row in range(hy + 1):  # sky down to and including the horizon row
+            img[row] = _mix(w.sky_top, w.sky_horizon, min(1.0, row / max(1, hy)))
         self._skyline(img)
         half = road_half_width(t)
         road = t.road

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 
 
+class UsageError(ValueError):
+    """Arguments that parse but do not make sense together (exit code 2, like argparse's)."""
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

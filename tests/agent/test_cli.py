@@ -151,3 +151,26 @@ def test_usage_errors_exit_2(tmp_path):
                    "--out", tmp_path)
     assert r.returncode == ExitCode.USAGE and "Traceback" not in r.stderr
     assert "not a positive integer" in r.stderr
+
+
+@pytest.mark.slow
+def test_sim_memory_writes_result_and_model(tmp_path):
+    r = swarmdrive("sim", "--transport", "memory", "--vehicles", "3", "--rounds", "2",
+                   "--local-steps", "2", "--batch-size", "8", "--frames", "3", "--eval-every", "1",
+                   "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "round 2/2" in r.stderr and "vehicle 2: " in r.stderr
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert len(result["rounds"]) == 2 and 0 <= result["swarm_acc"] <= 1
+    assert result["bytes_per_round"] < 4 * 145_000 / 10
+    from models.checkpoint import load_checkpoint
+
+    _, ckpt = load_checkpoint(tmp_path / "model.pt")
+    assert ckpt["model_hash"] == result["model_hash"]
+
+
+def test_sim_rejects_impossible_settings(tmp_path):
+    r = swarmdrive("sim", "--vehicles", "2", "--attackers", "2", "--out", tmp_path)
+    assert_one_line_error(r, ExitCode.USAGE, "--attackers 2")
+    r = swarmdrive("sim", "--density", "0", "--out", tmp_path)
+    assert_one_line_error(r, ExitCode.USAGE, "density")

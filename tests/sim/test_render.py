@@ -90,3 +90,27 @@ def test_resolution_and_field_of_view():
 def test_unknown_town_is_rejected():
     with pytest.raises(UnknownTownError):
         render_frame(0, "Springfield", "ClearNoon", 0)
+
+
+RENDER_SCRIPT = """
+import hashlib
+from sim.render import render_frame
+h = hashlib.sha256()
+for i in range(0, 30, 3):
+    h.update(render_frame(5, "Town05", "WetNoon", i).image.tobytes())
+print(h.hexdigest())
+"""
+
+
+def test_render_is_identical_across_processes():
+    """No uninitialised memory, no hash randomisation: a fresh process draws the same pixels."""
+    import hashlib
+    import subprocess
+    import sys
+
+    outs = {subprocess.run([sys.executable, "-c", RENDER_SCRIPT], capture_output=True, text=True,
+                           check=True, timeout=120).stdout.strip() for _ in range(2)}
+    h = hashlib.sha256()
+    for i in range(0, 30, 3):
+        h.update(render_frame(5, "Town05", "WetNoon", i).image.tobytes())
+    assert outs == {h.hexdigest()}

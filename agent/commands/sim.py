@@ -1,0 +1,105 @@
+"""``swarmdrive sim``: a whole fleet learning together on one machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from agent.commands.args import UsageError, positive_int
+from models.atomic import atomic_write_bytes
+from models.checkpoint import save_checkpoint
+from models.codec import DENSE, CodecConfig
+from models.merge import RULES, MergeConfig
+from sim.attacks import ATTACKS
+from sim.fleet import FleetConfig, RoundStats, make_fleet_data, run_central, run_local, run_swarm
+from sim.world import CLASSES
+
+TRANSPORTS = ("memory",)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    d = FleetConfig()
+    p = sub.add_parser("sim", help="simulate a fleet learning together")
+    p.add_argument("--transport", choices=TRANSPORTS, default="memory",
+                   help="how payloads travel: memory (one process, payloads as bytes)")
+    p.add_argument("--vehicles", type=positive_int, default=d.vehicles)
+    p.add_argument("--rounds", type=positive_int, default=d.rounds)
+    p.add_argument("--local-steps", type=positive_int, default=d.local_steps)
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    p.add_argument("--frames", type=positive_int, default=d.frames_per_weather,
+                   help="frames each vehicle drives per weather of its profile")
+    p.add_argument("--compression", action=argparse.BooleanOptionalAction, default=True,
+                   help="top-k + quantisation + zstd (--no-compression: dense float32)")
+    p.add_argument("--density", type=float, default=CodecConfig().density,
+                   help="fraction of weights sent per round")
+    p.add_argument("--bits", type=int, choices=(4, 8, 32), default=CodecConfig().bits)
+    p.add_argument("--rule", choices=list(RULES), default="mean", help="merge rule")
+    p.add_argument("--byzantine", type=int, default=None,
+                   help="attackers the rule tolerates (default: --attackers)")
+    p.add_argument("--attackers", type=int, default=0, help="Byzantine vehicles")
+    p.add_argument("--attack", choices=ATTACKS, default="sign_flip")
+    p.add_argument("--baselines", action="store_true",
+                   help="also train each vehicle alone and one central model")
+    p.add_argument("--eval-every", type=int, default=5, help="rounds between accuracy reports")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
+    p.add_argument("--out", type=Path, help="folder for result.json and the final model.pt")
+    p.set_defaults(run=run)
+
+
+def fleet_config(args: argparse.Namespace) -> FleetConfig:
+    if not 0 <= args.attackers < args.vehicles:
+        raise UsageError(f"--attackers {args.attackers} must be at least 0 and below "
+                         f"--vehicles {args.vehicles}")
+    try:
+        codec = CodecConfig(args.density, args.bits) if args.compression else DENSE
+    except ValueError as e:
+        raise UsageError(f"--density/--bits: {e}") from None
+    byz = args.attackers if args.byzantine is None else args.byzantine
+    return FleetConfig(vehicles=args.vehicles, rounds=args.rounds, local_steps=args.local_steps,
+                       batch_size=args.batch_size, frames_per_weather=args.frames, codec=codec,
+                       merge=MergeConfig(args.rule, byzantine=byz), attackers=args.attackers,
+                       attack=args.attack, seed=args.seed)
+
+
+def show(st: RoundStats, rounds: int) -> None:
+    acc = f" accuracy {st.accuracy:.4f}" if st.accuracy is not None else ""
+    print(f"round {st.round + 1}/{rounds} loss {st.loss:.4f} sent {st.payload_bytes / 1e3:.1f} kB"
+          f"/vehicle rejected {st.rejected}{acc} model {st.model_hash[:12]}", file=sys.stderr,
+          flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    cfg = fleet_config(args)
+    data = make_fleet_data(cfg)
+    for i, (p, d) in enumerate(zip(data.profiles, data.train, strict=True)):
+        role = " (attacker)" if i < cfg.attackers else ""
+        print(f"vehicle {i}: {p.name}, {len(d)} crops{role}", file=sys.stderr)
+    result = run_swarm(cfg, data, progress=lambda st: show(st, cfg.rounds),
+                       eval_every=args.eval_every)
+    summary: dict[str, object] = {
+        "transport": args.transport,
+        "config": asdict(cfg),
+        "profiles": [p.name for p in data.profiles],
+        "swarm_acc": result.accuracy,
+        "model_hash": result.model_hash,
+        "bytes_per_round": result.bytes_per_round,
+        "seconds": round(result.seconds, 1),
+        "rounds": [asdict(r) for r in result.rounds],
+    }
+    if args.baselines:
+        local = run_local(cfg, data)
+        summary.update(local_acc=local, local_acc_mean=sum(local) / len(local),
+                       local_acc_min=min(local), central_acc=run_central(cfg, data))
+    if args.out:
+        atomic_write_bytes(args.out / "result.json", json.dumps(summary, indent=1).encode())
+        save_checkpoint(args.out / "model.pt", result.model, CLASSES,
+                        meta={"source": "swarmdrive sim", "model_hash": result.model_hash})
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("rounds", "config")}))
+    return 0

@@ -1,0 +1,64 @@
+"""A vehicle's learning side: train from the round's base model, send a compressed delta.
+
+The learner owns the vehicle's model, optimiser state (kept across rounds, as a vehicle keeps
+it across days), training data and the codec's error-feedback residual. It knows nothing about
+transports: it turns (base model, round) into a payload and takes merged models back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.codec import CodecConfig, encode
+from models.data import CropSet
+from models.layout import ModelLayout
+from models.net import CropNet, NetConfig
+from models.train import TrainConfig, make_optimizer, run_steps, tensors
+
+
+@dataclass(frozen=True)
+class Contributed:
+    payload: bytes
+    samples: int
+    loss: float  # mean training loss over the round's local steps
+    delta: np.ndarray  # (P,) the uncompressed training delta (for local accounting only)
+
+
+class Learner:
+    def __init__(self, data: CropSet, train_cfg: TrainConfig, codec: CodecConfig,
+                 total_steps: int, seed: int, net: NetConfig = NetConfig()) -> None:
+        torch.manual_seed(seed)
+        self.model = CropNet(net)
+        self.layout = ModelLayout.of(self.model.state_dict())
+        self.opt = make_optimizer(self.model, train_cfg)
+        self.x, self.y = tensors(data)
+        self.samples = len(data)
+        self.train_cfg, self.codec, self.total_steps = train_cfg, codec, total_steps
+        self.g = torch.Generator().manual_seed(seed)
+        self.residual = np.zeros(self.layout.size, np.float32)
+        self.step = 0  # position in the shared schedule
+
+    def weights(self) -> np.ndarray:
+        return self.layout.flatten(self.model.state_dict())
+
+    def load(self, flat: np.ndarray) -> None:
+        self.model.load_state_dict(self.layout.unflatten(flat))
+
+    def train_round(self, base: np.ndarray, local_steps: int) -> tuple[np.ndarray, float]:
+        """Train ``local_steps`` from ``base``; returns (delta W - base, mean loss)."""
+        self.load(base)
+        losses = run_steps(self.model, self.opt, self.x, self.y, self.step, local_steps,
+                           self.total_steps, self.train_cfg, self.g)
+        self.step += local_steps
+        return self.weights() - base, float(np.mean(losses))
+
+    def contribute(self, base: np.ndarray, base_hash: bytes, round_: int,
+                   local_steps: int) -> Contributed:
+        """One round's work: train, then compress the delta with error feedback."""
+        delta, loss = self.train_round(base, local_steps)
+        payload, self.residual = encode(delta, self.layout, base_hash, round_, self.codec,
+                                        self.residual)
+        return Contributed(payload=payload, samples=self.samples, loss=loss, delta=delta)

@@ -1,0 +1,169 @@
+"""The in-memory fleet: N vehicles learn together in one process (``--transport memory``).
+
+Each round: every vehicle trains ``local_steps`` from the round's base model on its own data,
+compresses its delta (or an attacker crafts one), the payloads pass as bytes through the codec
+exactly as they would over the network, the contributions are merged in the canonical order
+(sorted by payload sha256), and the merged model is the next round's base. Baselines of the
+Nature 2021 swarm-learning paper run on the same data and budget: each vehicle alone, and one
+central model on the pooled data with the fleet's total compute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from agent.swarm.learner import Learner
+from models.codec import DENSE, CodecConfig, decode, encode
+from models.data import CropSet
+from models.evaluate import evaluate
+from models.layout import flat_hash
+from models.merge import Contribution, MergeConfig, merge
+from models.net import CropNet, NetConfig
+from models.train import TrainConfig, make_optimizer, run_steps, tensors
+from sim.attacks import attack
+from sim.datasets import fleet_test_set
+from sim.profiles import Profile, fleet_profiles, vehicle_data
+from sim.world import CLASSES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    vehicles: int = 8
+    rounds: int = 20
+    local_steps: int = 30
+    batch_size: int = 64
+    lr: float = 3e-3
+    frames_per_weather: int = 60  # each vehicle's own drive, per weather of its profile
+    test_frames_per_domain: int = 8
+    codec: CodecConfig = DENSE
+    merge: MergeConfig = field(default_factory=MergeConfig)
+    # The first ``attackers`` vehicles are Byzantine. With the default profiles their towns are
+    # driven by other vehicles too, so an attack costs the fleet no town it would see otherwise.
+    attackers: int = 0
+    attack: str = "sign_flip"
+    seed: int = 0
+
+    @property
+    def total_steps(self) -> int:
+        return self.rounds * self.local_steps
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(steps=self.total_steps, batch_size=self.batch_size, lr=self.lr,
+                           seed=self.seed)
+
+
+@dataclass(frozen=True)
+class RoundStats:
+    round: int
+    loss: float  # mean local training loss of the honest vehicles
+    payload_bytes: float  # mean per vehicle
+    rejected: int
+    model_hash: str
+    accuracy: float | None = None
+
+
+@dataclass
+class SwarmResult:
+    accuracy: float
+    model_hash: str
+    model: CropNet  # the final merged model
+    rounds: list[RoundStats] = field(default_factory=list)
+    bytes_per_round: float = 0.0  # mean payload bytes one vehicle sends per round
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class FleetData:
+    profiles: list[Profile]
+    train: list[CropSet]
+    test: CropSet
+
+
+def make_fleet_data(cfg: FleetConfig) -> FleetData:
+    profiles = fleet_profiles(cfg.vehicles)
+    size = NetConfig().input_size
+    train = [vehicle_data(p, cfg.seed * 1000 + i, cfg.frames_per_weather, size)
+             for i, p in enumerate(profiles)]
+    test = fleet_test_set(cfg.seed, cfg.test_frames_per_domain, size)
+    return FleetData(profiles, train, test)
+
+
+def run_swarm(cfg: FleetConfig, data: FleetData,
+              progress: Callable[[RoundStats], None] | None = None,
+              eval_every: int = 0) -> SwarmResult:
+    """R rounds of swarm learning with the payloads passed in memory."""
+    t0 = time.perf_counter()
+    tcfg = cfg.train_config()
+    learners = [Learner(d, tcfg, cfg.codec, cfg.total_steps, seed=cfg.seed * 1000 + i)
+                for i, d in enumerate(data.train)]
+    layout = learners[0].layout
+    # Every vehicle starts from the same genesis model (as the chain's round 0 will name it).
+    base = learners[0].weights()
+    n, f = cfg.vehicles, cfg.attackers
+    rng = np.random.default_rng(cfg.seed)
+    stats: list[RoundStats] = []
+    for r in range(cfg.rounds):
+        base_hash = bytes.fromhex(flat_hash(layout, base))
+        outs = [lr.contribute(base, base_hash, r, cfg.local_steps) for lr in learners]
+        honest = [o.delta for o in outs[f:]]
+        payloads = [encode(attack(cfg.attack, o.delta, honest, n, f, rng), layout, base_hash, r,
+                           cfg.codec)[0] for o in outs[:f]]
+        payloads += [o.payload for o in outs[f:]]
+        samples = [o.samples for o in outs]
+        ordered = sorted(range(n), key=lambda i: hashlib.sha256(payloads[i]).digest())
+        contribs = [Contribution(decode(payloads[i], layout).values, samples[i]) for i in ordered]
+        result = merge(contribs, cfg.merge)
+        base = base + result.delta
+        acc = None
+        if eval_every and ((r + 1) % eval_every == 0 or r + 1 == cfg.rounds):
+            acc = _accuracy(learners[0], base, data.test)
+        st = RoundStats(round=r, loss=float(np.mean([o.loss for o in outs[f:]])),
+                        payload_bytes=float(np.mean([len(p) for p in payloads])),
+                        rejected=len(result.rejected), model_hash=flat_hash(layout, base),
+                        accuracy=acc)
+        stats.append(st)
+        log.info("round r=%d loss=%.4f bytes=%.0f rejected=%d", r, st.loss, st.payload_bytes,
+                 st.rejected)
+        if progress:
+            progress(st)
+    return SwarmResult(accuracy=_accuracy(learners[0], base, data.test),
+                       model_hash=flat_hash(layout, base), model=learners[0].model, rounds=stats,
+                       bytes_per_round=float(np.mean([s.payload_bytes for s in stats])),
+                       seconds=time.perf_counter() - t0)
+
+
+def _accuracy(learner: Learner, flat: np.ndarray, test: CropSet) -> float:
+    learner.load(flat)
+    return evaluate(learner.model, test, CLASSES).accuracy
+
+
+def run_local(cfg: FleetConfig, data: FleetData) -> list[float]:
+    """Each vehicle alone: the same steps and schedule on its own data, never merging."""
+    accs = []
+    for i, d in enumerate(data.train):
+        lr = Learner(d, cfg.train_config(), DENSE, cfg.total_steps, seed=cfg.seed * 1000 + i)
+        lr.train_round(lr.weights(), cfg.total_steps)
+        accs.append(evaluate(lr.model, data.test, CLASSES).accuracy)
+        log.info("local vehicle=%d accuracy=%.4f", i, accs[-1])
+    return accs
+
+
+def run_central(cfg: FleetConfig, data: FleetData) -> float:
+    """One model on the pooled data with the fleet's total compute (batch x vehicles)."""
+    tcfg = replace(cfg.train_config(), batch_size=cfg.batch_size * cfg.vehicles)
+    torch.manual_seed(cfg.seed * 1000)
+    model = CropNet(NetConfig())
+    x, y = tensors(CropSet.concat(data.train))
+    g = torch.Generator().manual_seed(cfg.seed)
+    run_steps(model, make_optimizer(model, tcfg), x, y, 0, tcfg.steps, tcfg.steps, tcfg, g)
+    return evaluate(model, data.test, CLASSES).accuracy
+
