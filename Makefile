@@ -15,6 +15,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# anvil, the real EVM node the chain tests run against, from npm (@foundry-rs/anvil).
+node_modules/.bin/anvil: package.json
+	npm install --no-audit --no-fund
+	touch $@
+
 install: $(VENV)/.installed
 
 # The fleet: 8 vehicles learn together in one process (compressed deltas, in-memory transport),
@@ -31,7 +36,7 @@ lint: install
 	$(VENV)/bin/ruff check agent models chain sim tests benchmarks
 	$(VENV)/bin/mypy agent models chain sim
 
-test: install lint
+test: install lint node_modules/.bin/anvil
 	$(PY) -m pytest -q
 
 bench: install

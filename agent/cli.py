@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from agent import logs
-from agent.commands import export, infer, render, sim, train
+from agent.commands import chain, export, infer, render, sim, train
 from agent.exit_codes import ExitCode, exit_code_for
 
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log more (-v info, -vv debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (sim, render, train, export, infer):
+    for module in (sim, render, train, export, infer, chain):
         module.add_parser(sub)
     return parser
 

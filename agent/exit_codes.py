@@ -20,11 +20,16 @@ class ExitCode(IntEnum):
     # 20-29 models (fatal)
     MODEL_FILE = 20  # a missing, corrupt or foreign model file
     EXPORT = 21  # an export that failed its checks
-    # 30-39 chain, 40-49 p2p: reserved for those components
+    # 30-39 chain
+    CHAIN_UNREACHABLE = 30  # the RPC endpoint did not answer (not fatal: it may come back)
+    CHAIN_REVERT = 31  # the contract refused the transaction (fatal as given)
+    KEY_FILE = 35  # a missing, unreadable or over-permissive key file (fatal)
+    # 40-49 p2p: reserved
     INTERNAL = 70  # a bug: please report it
 
 
-FATAL = frozenset(c for c in ExitCode if 10 <= c < 30)
+FATAL = frozenset(c for c in ExitCode if 10 <= c < 30) | {ExitCode.CHAIN_REVERT,
+                                                         ExitCode.KEY_FILE}
 
 
 def exit_code_for(error: BaseException) -> ExitCode | None:
@@ -32,6 +37,9 @@ def exit_code_for(error: BaseException) -> ExitCode | None:
     from agent.camera.source import CameraError, CorruptImageError
     from agent.camera.yolo import LabelError
     from agent.commands.args import UsageError
+    from chain.keys import KeyFileError
+    from chain.launch import ChainLaunchError
+    from chain.ledger import LedgerError, LedgerRevert
     from models.checkpoint import CheckpointError
     from models.onnx_export import ExportError
     from models.runtime import ModelFileError
@@ -47,6 +55,10 @@ def exit_code_for(error: BaseException) -> ExitCode | None:
         (CheckpointError, ExitCode.MODEL_FILE),
         (ModelFileError, ExitCode.MODEL_FILE),
         (ExportError, ExitCode.EXPORT),
+        (LedgerRevert, ExitCode.CHAIN_REVERT),
+        (LedgerError, ExitCode.CHAIN_UNREACHABLE),
+        (ChainLaunchError, ExitCode.CHAIN_UNREACHABLE),
+        (KeyFileError, ExitCode.KEY_FILE),
     ]
     for kind, code in table:
         if isinstance(error, kind):

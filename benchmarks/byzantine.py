@@ -2,7 +2,9 @@
 
 Attacks (sim/attacks.py): sign flip (-5x own delta), scaled Gaussian noise (10x own norm) and
 "a little is enough". The attackers are vehicles 0 and 1, whose towns other vehicles also drive.
-A shorter schedule than benchmarks/learning.py keeps the 24 runs affordable.
+A shorter schedule than benchmarks/learning.py keeps the 24 runs affordable. Deltas are dense
+(float32): coordinate-wise rules need every vehicle to send every coordinate (see
+``models.merge.COORDINATE_RULES``).
 
 Prints {"rules": {rule: {"clean", "sign_flip", "noise", "alie", "max_drop"}},
 "best_robust_rule", "best_robust_max_drop", "mean_max_drop"} as its last line.
@@ -16,7 +18,7 @@ import time
 from dataclasses import replace
 
 from benchmarks.common import log, setup_threads
-from models.codec import CodecConfig
+from models.codec import DENSE
 from models.merge import RULES, MergeConfig
 from sim.attacks import ATTACKS
 from sim.fleet import FleetConfig, make_fleet_data, run_swarm
@@ -30,8 +32,7 @@ def main() -> None:
     args = p.parse_args()
     setup_threads()
     t0 = time.perf_counter()
-    base = FleetConfig(vehicles=8, rounds=args.rounds, local_steps=args.local_steps,
-                       codec=CodecConfig(0.02, 4))
+    base = FleetConfig(vehicles=8, rounds=args.rounds, local_steps=args.local_steps, codec=DENSE)
     data = make_fleet_data(base)
     report: dict[str, dict[str, float]] = {}
     for rule in args.rules:

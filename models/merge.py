@@ -189,6 +189,12 @@ def centered_clipping(x: np.ndarray, samples: Sequence[int], cfg: MergeConfig) -
     return v
 
 
+# Rules that look at each coordinate on its own. On top-k sparsified deltas most coordinates are
+# sent by a few vehicles only, so their median (or trimmed mean) is zero and the fleet stops
+# learning; pair compression with a distance-based rule (krum, geomed, cclip) instead.
+COORDINATE_RULES = frozenset({"median", "trimmed_mean"})
+MIN_DENSITY_FOR_COORDINATE_RULES = 0.5
+
 Rule = Callable[[np.ndarray, Sequence[int], MergeConfig], np.ndarray]
 RULES: dict[str, Rule] = {
     "mean": weighted_mean,

@@ -14,7 +14,7 @@ from agent.commands.args import UsageError, positive_int
 from models.atomic import atomic_write_bytes
 from models.checkpoint import save_checkpoint
 from models.codec import DENSE, CodecConfig
-from models.merge import RULES, MergeConfig
+from models.merge import COORDINATE_RULES, MIN_DENSITY_FOR_COORDINATE_RULES, RULES, MergeConfig
 from sim.attacks import ATTACKS
 from sim.fleet import FleetConfig, RoundStats, make_fleet_data, run_central, run_local, run_swarm
 from sim.world import CLASSES
@@ -60,6 +60,11 @@ def fleet_config(args: argparse.Namespace) -> FleetConfig:
         codec = CodecConfig(args.density, args.bits) if args.compression else DENSE
     except ValueError as e:
         raise UsageError(f"--density/--bits: {e}") from None
+    if args.rule in COORDINATE_RULES and codec.density < MIN_DENSITY_FOR_COORDINATE_RULES:
+        raise UsageError(f"--rule {args.rule} needs dense contributions: at --density "
+                         f"{codec.density} most weights are sent by under half the vehicles, so "
+                         "their median is zero; use --rule krum, geomed or cclip, or "
+                         "--no-compression")
     byz = args.attackers if args.byzantine is None else args.byzantine
     return FleetConfig(vehicles=args.vehicles, rounds=args.rounds, local_steps=args.local_steps,
                        batch_size=args.batch_size, frames_per_weather=args.frames, codec=codec,

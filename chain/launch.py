@@ -1,0 +1,117 @@
+"""Chains to run on: the embedded eth-tester (no set-up) and an anvil process.
+
+anvil comes from the npm package ``@foundry-rs/anvil`` (``npm install`` in the repository root
+puts it in ``node_modules/.bin``); ``SWARMDRIVE_ANVIL`` overrides the path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.types import Wei
+
+ROOT = Path(__file__).resolve().parent.parent
+ANVIL_START_TIMEOUT_S = 20.0
+# anvil's first default account (its well-known test mnemonic): funds local test chains only.
+ANVIL_FUNDER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+
+
+class ChainLaunchError(Exception):
+    """A local chain that cannot be started."""
+
+
+def embedded() -> Web3:
+    """An in-process EVM (eth-tester + py-evm) with funded, unlocked accounts."""
+    from web3 import EthereumTesterProvider
+
+    return Web3(EthereumTesterProvider())
+
+
+def fund(w3: Web3, to: str, wei: int = 10**20) -> None:
+    """Send ``wei`` to ``to`` from the chain's funded account (eth-tester's or anvil's)."""
+    if w3.eth.accounts:  # eth-tester: unlocked accounts
+        tx = w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": to, "value": Wei(wei)})
+        w3.eth.wait_for_transaction_receipt(tx)
+        return
+    funder: LocalAccount = Account.from_key(ANVIL_FUNDER_KEY)
+    signed = funder.sign_transaction({
+        "to": to, "value": wei, "gas": 21000, "gasPrice": w3.eth.gas_price,
+        "nonce": w3.eth.get_transaction_count(funder.address, "pending"),
+        "chainId": w3.eth.chain_id})
+    w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
+
+
+def anvil_binary() -> str:
+    for candidate in (os.environ.get("SWARMDRIVE_ANVIL"), str(ROOT / "node_modules/.bin/anvil"),
+                      shutil.which("anvil")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise ChainLaunchError("anvil not found: run 'npm install' in the repository root "
+                           "(package @foundry-rs/anvil) or set SWARMDRIVE_ANVIL")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Anvil:
+    """An anvil process on 127.0.0.1; ``stop()`` and ``start()`` keep its state in ``state``."""
+
+    def __init__(self, state: Path, port: int | None = None) -> None:
+        self.state, self.port = state, port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Anvil:
+        args = [anvil_binary(), "--host", "127.0.0.1", "--port", str(self.port),
+                "--dump-state", str(self.state), "--silent"]
+        if self.state.exists():
+            args += ["--load-state", str(self.state)]
+        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + ANVIL_START_TIMEOUT_S
+        w3 = Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": 2}))
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr \
+                    else ""
+                raise ChainLaunchError(f"anvil exited with {self._proc.returncode}: {err[:300]}")
+            try:
+                if w3.eth.chain_id:
+                    return self
+            except Exception:  # not listening yet: connection refused and friends
+                time.sleep(0.05)
+        self.stop()
+        raise ChainLaunchError(f"anvil did not answer on {self.url} within "
+                               f"{ANVIL_START_TIMEOUT_S} s")
+
+    def stop(self) -> None:
+        """SIGTERM, which makes anvil write its state to ``state`` before exiting."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._proc is not None and self._proc.stderr is not None:
+            self._proc.stderr.close()
+        self._proc = None
+
+    def web3(self) -> Web3:
+        return Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": 5}))
+
+    def __enter__(self) -> Anvil:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

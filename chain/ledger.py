@@ -1,0 +1,298 @@
+"""The ``Ledger``: the one interface the agent and the sim use to reach the chain.
+
+``Web3Ledger`` implements it over any JSON-RPC endpoint (embedded eth-tester, anvil, geth, an
+L2). Every write is signed locally with the vehicle's key, sent once per signed transaction
+(re-sending the *same* bytes after a dropped connection, so a commit is never doubled), retried
+with backoff while the endpoint is down, and a revert surfaces as ``LedgerRevert`` carrying the
+contract's reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from eth_account.signers.local import LocalAccount
+from eth_tester.exceptions import TransactionFailed
+from web3 import Web3
+from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound
+
+from chain.compile import load_artifact
+from chain.merkle import merkle_root
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A revert reaches us as web3's ContractLogicError from a JSON-RPC node, but as eth-tester's own
+# TransactionFailed from the embedded chain (its provider raises instead of returning an error).
+REVERTS = (ContractLogicError, TransactionFailed)
+
+RPC_RETRIES = 30  # attempts while the endpoint is unreachable ...
+RPC_BACKOFF_S = (0.1, 2.0)  # ... waiting from 0.1 s, doubling, up to 2 s between attempts
+RECEIPT_TIMEOUT_S = 60.0
+
+
+class LedgerError(Exception):
+    """The chain could not be reached or answered nonsense."""
+
+
+class LedgerRevert(LedgerError):
+    """The contract refused a transaction; ``reason`` is its revert message."""
+
+    def __init__(self, action: str, reason: str) -> None:
+        super().__init__(f"{action} reverted: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class LedgerStatus:
+    address: str
+    operator: str
+    min_peers: int
+    vehicle_count: int
+    genesis_hash: bytes
+    rounds_committed: int
+    latest_model: bytes
+    release_count: int
+
+
+@dataclass(frozen=True)
+class RoundCommitment:
+    round: int
+    committer: str
+    base_hash: bytes
+    model_hash: bytes
+    contributions_root: bytes
+    contributions: tuple[bytes, ...]
+    block: int
+
+
+@dataclass(frozen=True)
+class Release:
+    version: int
+    onnx_sha256: bytes
+    source_round: int
+    uri: str
+    revoked: bool
+
+
+class Ledger(Protocol):
+    """What a vehicle, an operator or the sim needs from the chain."""
+
+    address: str
+
+    def status(self) -> LedgerStatus: ...
+    def is_vehicle(self, vehicle: str) -> bool: ...
+    def round_model(self, round_: int) -> bytes: ...
+    def release(self, version: int) -> Release: ...
+    def commitments(self, from_block: int = 0, to_block: int | None = None
+                    ) -> list[RoundCommitment]: ...
+    def register(self, vehicle: str) -> None: ...
+    def revoke(self, vehicle: str) -> None: ...
+    def set_min_peers(self, min_peers: int) -> None: ...
+    def transfer_operator(self, new_operator: str) -> None: ...
+    def commit_round(self, round_: int, base_hash: bytes, model_hash: bytes,
+                     contributions: list[bytes]) -> RoundCommitment: ...
+    def publish_release(self, version: int, onnx_sha256: bytes, source_round: int,
+                        uri: str) -> None: ...
+    def revoke_release(self, version: int) -> None: ...
+
+
+def with_retry(what: str, fn: Callable[[], T], retries: int = RPC_RETRIES) -> T:
+    """Call ``fn``, retrying with exponential backoff while the RPC endpoint is unreachable."""
+    delay = RPC_BACKOFF_S[0]
+    for attempt in range(1, retries + 1):
+        try:
+            return fn()
+        except (ConnectionError, OSError, TimeoutError) as e:
+            if attempt == retries:
+                raise LedgerError(f"{what}: chain endpoint unreachable after {attempt} attempts "
+                                  f"({type(e).__name__})") from None
+            log.warning("rpc_retry what=%s attempt=%d delay=%.1fs error=%s", what, attempt,
+                        delay, type(e).__name__)
+            time.sleep(delay)
+            delay = min(RPC_BACKOFF_S[1], delay * 2)
+    raise AssertionError("unreachable")
+
+
+def deploy(w3: Web3, account: LocalAccount, genesis_hash: bytes, min_peers: int,
+           retries: int = RPC_RETRIES) -> str:
+    """Deploy SwarmLedger; returns its address."""
+    art = load_artifact()
+    ctor = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"]).constructor(genesis_hash,
+                                                                                  min_peers)
+    tx = with_retry("deploy", lambda: ctor.build_transaction(
+        {"from": account.address, "nonce": w3.eth.get_transaction_count(account.address),
+         "chainId": w3.eth.chain_id}), retries)
+    receipt = _send_signed(w3, account, tx, "deploy", retries)
+    return str(receipt["contractAddress"])
+
+
+def _send_signed(w3: Web3, account: LocalAccount, tx: dict[str, Any], what: str,
+                 retries: int = RPC_RETRIES) -> Any:
+    """Sign once; send (and re-send the same bytes) until a receipt; exactly-once by nonce."""
+    signed = account.sign_transaction(tx)
+    tx_hash = signed.hash
+
+    def send() -> None:
+        try:
+            w3.eth.send_raw_transaction(signed.raw_transaction)
+        except ValueError as e:
+            # Re-sending after a dropped connection: the node already has it (or mined it).
+            text = str(e).lower()
+            if not any(k in text for k in ("already known", "nonce too low", "already imported",
+                                           "known transaction")):
+                raise
+
+    with_retry(f"{what}: send", send, retries)
+
+    def receipt() -> Any:
+        try:
+            return w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S,
+                                                       poll_latency=0.05)
+        except (TimeExhausted, TransactionNotFound):
+            # A restarted node may have lost the pending pool: send the same bytes again.
+            send()
+            raise ConnectionError("transaction not yet mined") from None
+
+    rcpt = with_retry(f"{what}: receipt", receipt, retries)
+    if rcpt["status"] != 1:
+        raise LedgerRevert(what, "transaction failed on chain")
+    return rcpt
+
+
+class Web3Ledger:
+    """``Ledger`` over web3.py, signing with ``account`` (None: read-only)."""
+
+    def __init__(self, w3: Web3, address: str, account: LocalAccount | None,
+                 retries: int = RPC_RETRIES) -> None:
+        self.w3, self.retries = w3, retries
+        self._account = account
+        self.address = Web3.to_checksum_address(address)
+        self.contract = w3.eth.contract(address=self.address, abi=load_artifact()["abi"])
+        self._nonce: int | None = None
+        self.last_gas_used = 0  # gas of the last transaction this ledger sent
+
+    # --- views ---------------------------------------------------------------------------------
+
+    @property
+    def account(self) -> LocalAccount:
+        if self._account is None:
+            raise LedgerError("this ledger is read-only: give it a key to send transactions")
+        return self._account
+
+    def _retry(self, what: str, fn: Callable[[], T]) -> T:
+        return with_retry(what, fn, self.retries)
+
+    def _call(self, what: str, fn: Any, *args: Any) -> Any:
+        try:
+            return self._retry(what, lambda: fn(*args).call())
+        except REVERTS as e:
+            raise LedgerRevert(what, _reason(e)) from None
+
+    def status(self) -> LedgerStatus:
+        c = self.contract.functions
+        return LedgerStatus(
+            address=self.address,
+            operator=self._call("operator", c.operator),
+            min_peers=self._call("min_peers", c.min_peers),
+            vehicle_count=self._call("vehicle_count", c.vehicle_count),
+            genesis_hash=self._call("genesis_hash", c.genesis_hash),
+            rounds_committed=self._call("rounds_committed", c.rounds_committed),
+            latest_model=self._call("latest_model", c.latest_model),
+            release_count=self._call("release_count", c.release_count),
+        )
+
+    def is_vehicle(self, vehicle: str) -> bool:
+        return bool(self._call("is_vehicle", self.contract.functions.is_vehicle,
+                               Web3.to_checksum_address(vehicle)))
+
+    def round_model(self, round_: int) -> bytes:
+        return bytes(self._call("round_model", self.contract.functions.round_model, round_))
+
+    def release(self, version: int) -> Release:
+        r = self._call(f"release {version}", self.contract.functions.release, version)
+        return Release(version, bytes(r[0]), int(r[1]), str(r[2]), bool(r[3]))
+
+    def commitments(self, from_block: int = 0,
+                    to_block: int | None = None) -> list[RoundCommitment]:
+        """RoundCommitted events in a block range (polling; works on every endpoint)."""
+        def fetch() -> list[Any]:
+            end = self.w3.eth.block_number if to_block is None else to_block
+            return list(self.contract.events.RoundCommitted.get_logs(from_block=from_block,
+                                                                     to_block=end))
+        return [RoundCommitment(round=e.args.round, committer=e.args.committer,
+                                base_hash=bytes(e.args.base_hash),
+                                model_hash=bytes(e.args.model_hash),
+                                contributions_root=bytes(e.args.contributions_root),
+                                contributions=tuple(bytes(h) for h in e.args.contributions),
+                                block=e.blockNumber)
+                for e in self._retry("RoundCommitted logs", fetch)]
+
+    # --- writes --------------------------------------------------------------------------------
+
+    def _transact(self, what: str, fn: Any) -> Any:
+        sender = self.account.address
+        try:
+            gas = self._retry(what, lambda: fn.estimate_gas({"from": sender}))
+        except REVERTS as e:
+            raise LedgerRevert(what, _reason(e)) from None
+        if self._nonce is None:
+            self._nonce = self._retry("nonce", lambda: self.w3.eth.get_transaction_count(
+                sender, "pending"))
+        chain_id = self._retry("chain id", lambda: self.w3.eth.chain_id)
+        tx = fn.build_transaction({"from": sender, "nonce": self._nonce, "gas": gas + gas // 5,
+                                   "chainId": chain_id})
+        try:
+            rcpt = _send_signed(self.w3, self.account, tx, what, self.retries)
+        except LedgerError:
+            self._nonce = None  # unknown whether it landed: ask the chain next time
+            raise
+        self._nonce += 1
+        self.last_gas_used = int(rcpt["gasUsed"])
+        return rcpt
+
+    def register(self, vehicle: str) -> None:
+        self._transact(f"register {vehicle}",
+                       self.contract.functions.register(Web3.to_checksum_address(vehicle)))
+
+    def revoke(self, vehicle: str) -> None:
+        self._transact(f"revoke {vehicle}",
+                       self.contract.functions.revoke(Web3.to_checksum_address(vehicle)))
+
+    def set_min_peers(self, min_peers: int) -> None:
+        self._transact("set_min_peers", self.contract.functions.set_min_peers(min_peers))
+
+    def transfer_operator(self, new_operator: str) -> None:
+        self._transact("transfer_operator", self.contract.functions.transfer_operator(
+            Web3.to_checksum_address(new_operator)))
+
+    def commit_round(self, round_: int, base_hash: bytes, model_hash: bytes,
+                     contributions: list[bytes]) -> RoundCommitment:
+        """Commit round ``round_``; ``contributions`` are sorted here into canonical order."""
+        ordered = sorted(contributions)
+        rcpt = self._transact(f"commit round {round_}", self.contract.functions.commit_round(
+            round_, base_hash, model_hash, ordered))
+        return RoundCommitment(round_, self.account.address, base_hash, model_hash,
+                               merkle_root(ordered), tuple(ordered), rcpt["blockNumber"])
+
+    def publish_release(self, version: int, onnx_sha256: bytes, source_round: int,
+                        uri: str) -> None:
+        self._transact(f"publish release {version}", self.contract.functions.publish_release(
+            version, onnx_sha256, source_round, uri))
+
+    def revoke_release(self, version: int) -> None:
+        self._transact(f"revoke release {version}",
+                       self.contract.functions.revoke_release(version))
+
+
+def _reason(e: Exception) -> str:
+    text = str(getattr(e, "message", None) or e)
+    for prefix in ("execution reverted: ", "execution reverted:"):
+        if text.startswith(prefix):
+            return text[len(prefix):].strip()
+    return text
