@@ -25,7 +25,7 @@ install: $(VENV)/.installed
 # The fleet: 8 vehicles learn together in one process (compressed deltas, in-memory transport),
 # then one vehicle exports the merged model to fp32 and int8 ONNX and classifies a night drive.
 demo: install
-	$(VENV)/bin/swarmdrive sim --transport memory --rounds 300 --local-steps 2 --eval-every 50 --out $(OUT)
+	$(VENV)/bin/swarmdrive sim --transport memory --eval-every 50 --out $(OUT)
 	$(VENV)/bin/swarmdrive render --town Town10 --weather ClearNight -n 40 --seed 5 --out $(OUT)/frames
 	$(VENV)/bin/swarmdrive export $(OUT)/model.pt --out $(OUT)/model.onnx
 	$(VENV)/bin/swarmdrive export $(OUT)/model.pt --int8 --calibration $(OUT)/frames --out $(OUT)/model.int8.onnx

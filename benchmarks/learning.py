@@ -22,15 +22,13 @@ from benchmarks.common import log, setup_threads
 from models.codec import DENSE, CodecConfig
 from sim.fleet import FleetConfig, make_fleet_data, run_central, run_local, run_swarm
 
-COMPRESSED = CodecConfig(density=0.02, bits=4)
+COMPRESSED = CodecConfig()  # 2% of the weights at 4 bits
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    # Frequent merges (2 local steps) over 300 rounds: the same 600 steps per vehicle as 20 x 30,
-    # but top-k with error feedback needs many rounds to deliver what a dense delta sends at once.
-    p.add_argument("--rounds", type=int, default=300)
-    p.add_argument("--local-steps", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=FleetConfig().rounds)
+    p.add_argument("--local-steps", type=int, default=FleetConfig().local_steps)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     setup_threads()

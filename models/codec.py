@@ -53,8 +53,8 @@ class CodecError(Exception):
 
 @dataclass(frozen=True)
 class CodecConfig:
-    density: float = 0.01  # fraction of coordinates sent each round (1.0 = dense)
-    bits: int = 8  # 4 or 8 (quantised) or 32 (float32 values)
+    density: float = 0.02  # fraction of coordinates sent each round (1.0 = dense)
+    bits: int = 4  # 4 or 8 (quantised) or 32 (float32 values); 2% at 4 bits is ~150x smaller
 
     def __post_init__(self) -> None:
         if not 0.0 < self.density <= 1.0:

@@ -45,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--attack", choices=ATTACKS, default="sign_flip")
     p.add_argument("--baselines", action="store_true",
                    help="also train each vehicle alone and one central model")
-    p.add_argument("--eval-every", type=int, default=5, help="rounds between accuracy reports")
+    p.add_argument("--eval-every", type=int, default=50, help="rounds between accuracy reports")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
     p.add_argument("--out", type=Path, help="folder for result.json and the final model.pt")
