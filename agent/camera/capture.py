@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,8 +9,6 @@ import cv2
 
 from agent.camera.frame import Frame
 from agent.camera.source import CameraError, SourceStatistics
-
-log = logging.getLogger(__name__)
 
 MAX_FAILED_READS = 30  # consecutive failed reads before a live device counts as gone
 

@@ -10,7 +10,6 @@ A source is an iterator of ``Frame`` with ``close()`` and ``statistics()``; use 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,6 @@ import cv2
 import numpy as np
 
 from agent.camera.frame import Frame
-
-log = logging.getLogger(__name__)
 
 MAX_IMAGE_BYTES = 64 << 20  # a 4K PNG is ~25 MB; refuse to decode anything larger
 
