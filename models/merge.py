@@ -165,7 +165,7 @@ def geometric_median(x: np.ndarray, samples: Sequence[int], cfg: MergeConfig) ->
     z = weighted_mean(x, samples, cfg)
     eps = 1e-6
     for _ in range(WEISZFELD_ITERS):
-        dist = [math.sqrt(float(sq_norm(xi - z))) / (1 << (FRAC_BITS - NORM_SHIFT)) for xi in x]
+        dist = [norm(xi - z) for xi in x]
         beta = [s / max(d, eps) for s, d in zip(samples, dist, strict=True)]
         z_next = combine(x, int_weights(beta))
         if np.array_equal(z_next, z):

@@ -15,6 +15,16 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
+def load_frame(path: Path, n_classes: int) -> Frame:
+    """One image and, when a YOLO label file goes with it, its boxes."""
+    img = read_image(path)
+    label_file = label_path_for(path)
+    if label_file is None:
+        return Frame(image=img, origin=str(path))
+    boxes, labels = read_labels(label_file, img.shape[1], img.shape[0], n_classes)
+    return Frame(image=img, origin=str(path), boxes=boxes, labels=labels)
+
+
 class ImageFolderSource:
     """Frames from the images in a folder (or its ``images/`` subfolder), in name order.
 
@@ -41,21 +51,13 @@ class ImageFolderSource:
     def __iter__(self) -> Iterator[Frame]:
         for path in self.paths:
             try:
-                frame = self._load(path)
+                frame = load_frame(path, self.n_classes)
             except (CorruptImageError, LabelError) as e:
                 self._skipped += 1
                 log.warning("skip_frame source=%s reason=%s", self.name, e)
                 continue
             self._frames += 1
             yield frame
-
-    def _load(self, path: Path) -> Frame:
-        img = read_image(path)
-        label_file = label_path_for(path)
-        if label_file is None:
-            return Frame(image=img, origin=str(path))
-        boxes, labels = read_labels(label_file, img.shape[1], img.shape[0], self.n_classes)
-        return Frame(image=img, origin=str(path), boxes=boxes, labels=labels)
 
     def close(self) -> None:
         """Nothing to release; here for the ``CameraSource`` interface."""

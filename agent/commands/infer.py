@@ -11,10 +11,10 @@ import json
 import sys
 from pathlib import Path
 
-from agent.camera.folder import ImageFolderSource
+from agent.camera.folder import ImageFolderSource, load_frame
 from agent.camera.frame import Frame
-from agent.camera.source import CorruptImageError, read_image
-from agent.camera.yolo import LabelError, label_path_for, read_labels
+from agent.camera.source import CorruptImageError
+from agent.camera.yolo import LabelError
 from agent.commands.args import positive_int
 from agent.exit_codes import ExitCode
 from models.preprocess import crops, whole_image
@@ -28,15 +28,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="crop images, frames with YOLO label files, or folders of either")
     p.add_argument("--threads", type=positive_int, default=1)
     p.set_defaults(run=run)
-
-
-def load_frame(path: Path, n_classes: int) -> Frame:
-    img = read_image(path)
-    labels = label_path_for(path)
-    if labels is None:
-        return Frame(image=img, origin=str(path))
-    boxes, ids = read_labels(labels, img.shape[1], img.shape[0], n_classes)
-    return Frame(image=img, origin=str(path), boxes=boxes, labels=ids)
 
 
 def classify_frame(clf: OnnxClassifier, frame: Frame) -> list[dict[str, object]]:
