@@ -89,6 +89,8 @@ class Ledger(Protocol):
     def is_vehicle(self, vehicle: str) -> bool: ...
     def round_model(self, round_: int) -> bytes: ...
     def release(self, version: int) -> Release: ...
+    def vehicles(self) -> list[str]: ...
+    def head(self) -> int: ...
     def commitments(self, from_block: int = 0, to_block: int | None = None
                     ) -> list[RoundCommitment]: ...
     def register(self, vehicle: str) -> None: ...
@@ -217,6 +219,25 @@ class Web3Ledger:
     def release(self, version: int) -> Release:
         r = self._call(f"release {version}", self.contract.functions.release, version)
         return Release(version, bytes(r[0]), int(r[1]), str(r[2]), bool(r[3]))
+
+    def head(self) -> int:
+        """The latest block number."""
+        return int(self._retry("block number", lambda: self.w3.eth.block_number))
+
+    def vehicles(self) -> list[str]:
+        """The registered vehicles, from the registry's events (replayed in order)."""
+        ev = self.contract.events
+        logs = self._retry("registry logs", lambda: [
+            *ev.VehicleRegistered.get_logs(from_block=0),
+            *ev.VehicleRevoked.get_logs(from_block=0)])
+        logs.sort(key=lambda e: (e.blockNumber, e.logIndex))
+        members: dict[str, None] = {}
+        for e in logs:
+            if e.event == "VehicleRegistered":
+                members[e.args.vehicle] = None
+            else:
+                members.pop(e.args.vehicle, None)
+        return list(members)
 
     def commitments(self, from_block: int = 0,
                     to_block: int | None = None) -> list[RoundCommitment]:

@@ -71,6 +71,17 @@ def flat_hash(layout: ModelLayout, flat: np.ndarray) -> str:
 
     Checkpoints, ONNX metadata, round commitments and the chain all name a model by this.
     """
-    h = hashlib.sha256(layout.arch_id)
-    h.update(np.ascontiguousarray(flat, dtype="<f4").tobytes())
-    return h.hexdigest()
+    return hashlib.sha256(model_bytes(layout, flat)).hexdigest()
+
+
+def model_bytes(layout: ModelLayout, flat: np.ndarray) -> bytes:
+    """The model as peers exchange it: what ``flat_hash`` hashes, so the hash checks the bytes."""
+    return layout.arch_id + np.ascontiguousarray(flat, dtype="<f4").tobytes()
+
+
+def model_from_bytes(layout: ModelLayout, data: bytes) -> np.ndarray:
+    """Inverse of ``model_bytes``; ValueError if the bytes are for another architecture."""
+    if len(data) != 8 + 4 * layout.size or data[:8] != layout.arch_id:
+        raise ValueError(f"model bytes ({len(data)}) are not this architecture's "
+                         f"({8 + 4 * layout.size} bytes, arch {layout.arch_id.hex()})")
+    return np.frombuffer(data, "<f4", offset=8).astype(np.float32)

@@ -10,7 +10,6 @@ central model on the pooled data with the fleet's total compute.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,12 +18,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from agent.swarm.combine import combine
 from agent.swarm.learner import Learner
-from models.codec import DENSE, CodecConfig, decode, encode
+from models.codec import DENSE, CodecConfig, encode
 from models.data import CropSet
 from models.evaluate import evaluate
 from models.layout import flat_hash
-from models.merge import Contribution, MergeConfig, merge
+from models.merge import MergeConfig
 from models.net import CropNet, NetConfig
 from models.train import TrainConfig, make_optimizer, run_steps, tensors
 from sim.attacks import attack
@@ -120,11 +120,9 @@ def run_swarm(cfg: FleetConfig, data: FleetData,
         payloads = [encode(attack(cfg.attack, o.delta, honest, n, f, rng), layout, base_hash, r,
                            cfg.codec)[0] for o in outs[:f]]
         payloads += [o.payload for o in outs[f:]]
-        samples = [o.samples for o in outs]
-        ordered = sorted(range(n), key=lambda i: hashlib.sha256(payloads[i]).digest())
-        contribs = [Contribution(decode(payloads[i], layout).values, samples[i]) for i in ordered]
-        result = merge(contribs, cfg.merge)
-        base = base + result.delta
+        combined = combine(base, [(p, o.samples) for p, o in zip(payloads, outs, strict=True)],
+                           layout, cfg.merge)
+        base, result = combined.model, combined.merge
         acc = None
         if eval_every and ((r + 1) % eval_every == 0 or r + 1 == cfg.rounds):
             acc = _accuracy(learners[0], base, data.test)

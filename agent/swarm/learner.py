@@ -47,6 +47,21 @@ class Learner:
     def load(self, flat: np.ndarray) -> None:
         self.model.load_state_dict(self.layout.unflatten(flat))
 
+    def state(self) -> dict[str, object]:
+        """What a restart needs besides the model: optimiser, residual, sampler, schedule."""
+        return {"opt": self.opt.state_dict(), "residual": self.residual.copy(),
+                "rng": self.g.get_state(), "step": self.step}
+
+    def restore(self, state: dict[str, object]) -> None:
+        self.opt.load_state_dict(state["opt"])  # type: ignore[arg-type]
+        residual = np.asarray(state["residual"], np.float32)
+        if residual.shape != self.residual.shape:
+            raise ValueError(f"residual has shape {residual.shape}, expected "
+                             f"{self.residual.shape}")
+        self.residual = residual
+        self.g.set_state(state["rng"])  # type: ignore[arg-type]
+        self.step = int(state["step"])  # type: ignore[call-overload]
+
     def train_round(self, base: np.ndarray, local_steps: int) -> tuple[np.ndarray, float]:
         """Train ``local_steps`` from ``base``; returns (delta W - base, mean loss)."""
         self.load(base)
@@ -58,6 +73,7 @@ class Learner:
     def contribute(self, base: np.ndarray, base_hash: bytes, round_: int,
                    local_steps: int) -> Contributed:
         """One round's work: train, then compress the delta with error feedback."""
+        self.step = round_ * local_steps  # the schedule follows the fleet's round, not ours
         delta, loss = self.train_round(base, local_steps)
         payload, self.residual = encode(delta, self.layout, base_hash, round_, self.codec,
                                         self.residual)

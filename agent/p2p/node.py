@@ -1,0 +1,213 @@
+"""A vehicle's libp2p host: Noise-only TCP, GossipSub announcements, and the fetch protocol.
+
+The node knows nothing about rounds. It publishes and delivers announcements that pass the
+validator its owner gives it, serves its content store, and fetches payloads from whichever
+connected peer holds them. Every task it starts lives in its own nursery and ends with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost
+from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub.gossipsub import GossipSub
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.tools.anyio_service import background_trio_service
+
+from agent.p2p import announce
+from agent.p2p.announce import Announcement, Fleet
+from agent.p2p.fetch import PROTOCOL as FETCH_PROTOCOL
+from agent.p2p.fetch import BadPayloadError, FetchError, FetchServer, fetch_from
+from agent.p2p.guards import GuardedPubsub
+from agent.p2p.identity import Identity, address_of_peer
+from agent.p2p.store import ContentStore, Kind
+
+log = logging.getLogger(__name__)
+
+GOSSIP_PROTOCOLS = [TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")]
+# A reason to drop an announcement, or None to accept it.
+Validator = Callable[[Announcement], str | None]
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    listen: str = "/ip4/127.0.0.1/tcp/0"
+    bootstrap: tuple[str, ...] = ()  # multiaddrs with /p2p/<peer id>
+    mdns: bool = False
+    redial_s: float = 2.0  # how often lost bootstrap peers are dialled again
+    dial_timeout_s: float = 5.0
+    max_concurrent_fetches: int = 4
+    max_concurrent_serves: int = 8
+    fetch_timeout_s: float = 30.0
+    # Our own publishes count against this too (py-libp2p); a round needs one per vehicle.
+    max_announcements_per_s: float = 200.0
+
+
+def topic_for(fleet: Fleet) -> str:
+    return f"/swarmdrive/{fleet.chain_id}/{fleet.contract.hex()}/announce/1"
+
+
+class Node:
+    def __init__(self, identity: Identity, fleet: Fleet, cfg: NodeConfig = NodeConfig(),
+                 store: ContentStore | None = None) -> None:
+        self.identity, self.fleet, self.cfg = identity, fleet, cfg
+        self.store = store or ContentStore()
+        self.stats: Counter[str] = Counter()
+        self.topic = topic_for(fleet)
+        self.host: IHost = new_host(
+            key_pair=identity.key_pair, enable_mDNS=cfg.mdns,
+            # Noise only: py-libp2p also offers /plaintext, TLS and secio by default.
+            sec_opt={NOISE_PROTOCOL_ID: NoiseTransport(
+                identity.key_pair, noise_privkey=new_x25519_key_pair().private_key)})
+        self.gossip = GossipSub(
+            protocols=GOSSIP_PROTOCOLS, degree=6, degree_low=4, degree_high=12,
+            heartbeat_interval=1, heartbeat_initial_delay=0.1,
+            max_messages_per_topic_per_second=cfg.max_announcements_per_s)
+        self.pubsub = GuardedPubsub(self.host, self.gossip)
+        self.pubsub.stats = self.stats
+        self.server = FetchServer(self.store, self.stats, cfg.max_concurrent_serves,
+                                  cfg.fetch_timeout_s)
+        self._fetch_slots = trio.CapacityLimiter(cfg.max_concurrent_fetches)
+        self._validate: Validator = lambda ann: "not ready"
+        send, self.announcements = trio.open_memory_channel[Announcement](1024)
+        self._send = send
+
+    @property
+    def peer_id(self) -> ID:
+        return self.host.get_id()
+
+    @property
+    def addrs(self) -> list[str]:
+        return [str(a) for a in self.host.get_addrs()]
+
+    @asynccontextmanager
+    async def running(self, validate: Validator) -> AsyncIterator[Node]:
+        """Listen, join the fleet topic and serve fetches until the block exits."""
+        self._validate = validate
+        listen = [multiaddr.Multiaddr(self.cfg.listen)]
+        async with self.host.run(listen), background_trio_service(self.pubsub), \
+                background_trio_service(self.gossip), trio.open_nursery() as nursery:
+            await self.pubsub.wait_until_ready()
+            self.host.set_stream_handler(FETCH_PROTOCOL, self.server.handle)
+            self.pubsub.set_topic_validator(self.topic, self._gossip_validator, False)
+            sub = await self.pubsub.subscribe(self.topic)
+            nursery.start_soon(self._receive, sub)
+            if self.cfg.bootstrap:
+                nursery.start_soon(self._keep_bootstrapped)
+            log.info("node_started peer=%s address=%s listen=%s", self.peer_id,
+                     self.identity.address, ",".join(self.addrs))
+            try:
+                yield self
+            finally:
+                nursery.cancel_scope.cancel()
+
+    # --- gossip -------------------------------------------------------------------------------
+
+    def _gossip_validator(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
+        try:
+            ann = announce.parse(msg.data)
+        except announce.AnnounceError as e:
+            return self._reject("malformed", forwarder, str(e))
+        if ann.fleet != self.fleet:
+            return self._reject("other_fleet", forwarder, ann.sender)
+        reason = self._validate(ann)
+        if reason is not None:
+            return self._reject(reason, forwarder, f"{ann.sender} round={ann.round}")
+        return True
+
+    def _reject(self, reason: str, forwarder: ID, detail: str) -> bool:
+        self.stats[f"announce_rejected_{reason}"] += 1
+        log.info("announce_rejected reason=%s forwarder=%s %s", reason, forwarder, detail)
+        return False
+
+    async def _receive(self, sub: object) -> None:
+        while True:
+            msg = await sub.get()  # type: ignore[attr-defined]
+            try:
+                ann = announce.parse(msg.data)
+            except announce.AnnounceError:  # cannot happen after the validator; stay safe
+                continue
+            self.stats["bytes_received"] += len(msg.data)
+            self.store.put(Kind.ANNOUNCEMENT, ann.raw, key=ann.payload_hash)
+            try:
+                self._send.send_nowait(ann)
+            except trio.WouldBlock:
+                self.stats["announce_dropped_backlog"] += 1
+
+    async def publish(self, ann: Announcement) -> None:
+        self.store.put(Kind.ANNOUNCEMENT, ann.raw, key=ann.payload_hash)
+        await self.pubsub.publish(self.topic, ann.raw)
+        self.stats["bytes_sent"] += len(ann.raw) * len(self.connected())
+
+    # --- peers --------------------------------------------------------------------------------
+
+    def connected(self) -> list[ID]:
+        return list(self.host.get_connected_peers())
+
+    def connected_addresses(self) -> set[str]:
+        """Ethereum addresses of the peers we hold a connection to."""
+        return {a for a in map(address_of_peer, self.connected()) if a is not None}
+
+    async def _keep_bootstrapped(self) -> None:
+        infos = [info_from_p2p_addr(multiaddr.Multiaddr(a)) for a in self.cfg.bootstrap]
+        infos = [i for i in infos if i.peer_id != self.peer_id]
+        while True:
+            connected = set(self.connected())
+            for info in infos:
+                if info.peer_id in connected:
+                    continue
+                with trio.move_on_after(self.cfg.dial_timeout_s):
+                    try:
+                        await self.host.connect(info)
+                        log.info("peer_connected peer=%s", info.peer_id)
+                    except Exception as e:  # unreachable now; the next pass tries again
+                        log.debug("dial_failed peer=%s error=%s", info.peer_id, e)
+            await trio.sleep(self.cfg.redial_s)
+
+    # --- fetch --------------------------------------------------------------------------------
+
+    async def fetch(self, kind: Kind, key: bytes, max_size: int,
+                    prefer: Iterable[ID] = ()) -> bytes:
+        """``key``'s payload from the first peer that has it (``prefer`` first), hash-checked;
+        stored locally so that we can serve it too. Raises ``FetchError`` if nobody could."""
+        have = self.store.get(kind, key)
+        if have is not None:
+            return have
+        peers = list(dict.fromkeys([*prefer, *self.connected()]))
+        errors = []
+        async with self._fetch_slots:
+            for peer in peers:
+                if peer == self.peer_id:
+                    continue
+                try:
+                    with trio.fail_after(self.cfg.fetch_timeout_s):
+                        stream = await self.host.new_stream(peer, [FETCH_PROTOCOL])
+                        body = await fetch_from(stream, kind, key, max_size)
+                except BadPayloadError as e:
+                    self.stats["fetch_bad_payload"] += 1
+                    log.warning("fetch_bad_payload peer=%s key=%s error=%s", peer,
+                                key.hex()[:16], e)
+                    errors.append(f"{peer}: {e}")
+                    continue
+                except Exception as e:  # not found, busy, dial, stream or timeout
+                    errors.append(f"{peer}: {type(e).__name__} {e}")
+                    continue
+                self.stats["bytes_received"] += len(body)
+                self.stats["fetched"] += 1
+                self.store.put(kind, body, key=key)
+                return body
+        raise FetchError(f"{kind.name.lower()} {key.hex()[:16]}: no peer served it "
+                         f"({'; '.join(errors[:4]) or 'no peers'})")
