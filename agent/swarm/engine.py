@@ -118,6 +118,7 @@ class Engine:
     _have: set[bytes] = field(default_factory=set)  # payloads in the local store
     _inflight: set[bytes] = field(default_factory=set)
     _failed_at: dict[bytes, float] = field(default_factory=dict)
+    _bad: set[bytes] = field(default_factory=set)  # payloads that failed to decode
 
     def __post_init__(self) -> None:
         self.set_committee(self.committee)
@@ -136,6 +137,8 @@ class Engine:
         announcement is neither delivered nor relayed."""
         if ann.sender not in self.committee:
             return "unregistered"
+        if ann.payload_hash in self._bad:
+            return "bad_payload"
         if self.state is not None:
             if ann.round < self.state.round:
                 return "stale_round"
@@ -201,14 +204,39 @@ class Engine:
         self._failed_at[payload_hash] = now
         return []
 
+    def payload_invalid(self, payload_hash: bytes) -> list[Action]:
+        """A payload matched its hash but does not decode, or contradicts its announcement."""
+        self._inflight.discard(payload_hash)
+        self._bad.add(payload_hash)
+        self.stats["payload_invalid"] += 1
+        ann = self._anns.get(payload_hash)
+        if ann is not None:
+            self._drop(ann)
+        st = self.state
+        if st is not None and st.commitment is not None \
+                and payload_hash in st.commitment.contributions:
+            self.stats["invalid_commitment"] += 1  # we cannot check it: take the chain's model
+            return [Sync(st.commitment.round, st.commitment.model_hash)]
+        return []
+
+    def announcement(self, payload_hash: bytes) -> Announcement | None:
+        return self._anns.get(payload_hash)
+
     def announcement_fetched(self, ann: Announcement | None, payload_hash: bytes,
                              now: float) -> list[Action]:
+        """The announcement of a committed payload, fetched because gossip missed it."""
         self._inflight.discard(b"ann" + payload_hash)
-        if ann is None or ann.payload_hash != payload_hash:
+        st = self.state
+        if ann is None or ann.payload_hash != payload_hash or st is None:
             self._failed_at[b"ann" + payload_hash] = now
             return []
-        if ann.payload_hash not in self._anns and self.check(ann) is None:
-            self._record(ann)
+        if ann.sender not in self.committee or ann.round != st.round \
+                or ann.base_hash != st.base_hash:
+            self.stats["invalid_commitment"] += 1
+            c = st.commitment
+            return [Sync(c.round, c.model_hash)] if c is not None else []
+        if ann.payload_hash not in self._anns:
+            self._anns[ann.payload_hash] = ann  # committed: it counts even if we saw another
         return self._fetches(now) + self._verify_if_ready()
 
     def committed(self, c: RoundCommitment, now: float) -> list[Action]:
@@ -330,5 +358,9 @@ class Engine:
         anns = [self._anns.get(h) for h in c.contributions]
         if any(a is None or a.payload_hash not in self._have for a in anns):
             return []
+        got = tuple(a for a in anns if a is not None)
+        if len({a.sender for a in got}) != len(got):
+            self.stats["invalid_commitment"] += 1  # one vehicle counted twice
+            return [Sync(c.round, c.model_hash)]
         st.verifying = True
-        return [Verify(c, tuple(a for a in anns if a is not None))]
+        return [Verify(c, got)]

@@ -1,0 +1,183 @@
+"""The fleet over libp2p (``--transport libp2p``): N vehicle daemons in one process.
+
+Each vehicle is the daemon's ``Vehicle``: its own key, libp2p host on 127.0.0.1, content store,
+round engine and chain account. They share only what a real fleet shares: an EVM (embedded
+eth-tester) holding the SwarmLedger contract, and the loopback network. Training threads take
+turns on one lane because the vehicles share this machine's cores; on the road each has its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from agent.p2p.announce import Fleet
+from agent.p2p.identity import Identity
+from agent.p2p.node import Node, NodeConfig
+from agent.swarm.chainview import AsyncLedger
+from agent.swarm.driver import RoundTiming, Vehicle, VehicleConfig, load_vehicle_checkpoint
+from agent.swarm.engine import EngineConfig
+from agent.swarm.learner import Learner
+from chain.launch import embedded, free_port, fund
+from chain.ledger import RoundCommitment, Web3Ledger, deploy
+from models.evaluate import evaluate
+from models.layout import flat_hash
+from sim.fleet import FleetConfig, FleetData
+from sim.world import CLASSES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    min_peers: int = 0  # 0: a majority of the fleet
+    engine: EngineConfig = EngineConfig()
+    state_dir: Path | None = None  # vehicle checkpoints (default: none kept)
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    round: int
+    committer: str
+    contributions: int
+    model_hash: str
+    seconds: float  # since the fleet started
+
+
+@dataclass
+class NetResult:
+    vehicles: dict[str, dict[str, object]]  # address -> accuracy, model_hash, peer_id, ...
+    chain_model_hash: str
+    rounds: list[RoundReport]
+    timings: dict[str, list[RoundTiming]]
+    stats: dict[str, dict[str, int]]
+    seconds: float
+    contract: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def vehicle_identity(seed: int, index: int) -> Identity:
+    """The sim's vehicle keys: deterministic, so a restarted vehicle keeps its identity."""
+    return Identity.from_secret(hashlib.sha256(f"swarmdrive-sim/{seed}/{index}".encode()).digest())
+
+
+@dataclass
+class NetFleet:
+    """Chain, keys and addresses of a simulated fleet; builds and rebuilds its vehicles."""
+    cfg: FleetConfig
+    data: FleetData
+    net: NetConfig = NetConfig()
+
+    def __post_init__(self) -> None:
+        cfg = self.cfg
+        self.identities = [vehicle_identity(cfg.seed, i) for i in range(cfg.vehicles)]
+        self.ports = [free_port() for _ in self.identities]
+        self.bootstrap = tuple(f"/ip4/127.0.0.1/tcp/{port}/p2p/{ident.peer_id}"
+                               for port, ident in zip(self.ports, self.identities, strict=True))
+        self.genesis = self.learner(0).weights()  # the factory model every vehicle ships with
+        self.w3 = embedded()
+        self.chain_lane = trio.CapacityLimiter(1)
+        self.train_lane = trio.CapacityLimiter(1)
+        self.contract = self._deploy()
+        self.fleet = Fleet(self.w3.eth.chain_id, bytes.fromhex(self.contract[2:]))
+
+    @property
+    def min_peers(self) -> int:
+        return self.net.min_peers or self.cfg.vehicles // 2 + 1
+
+    def _deploy(self) -> str:
+        operator = Account.from_key(hashlib.sha256(f"swarmdrive-sim/{self.cfg.seed}/operator"
+                                                   .encode()).digest())
+        fund(self.w3, operator.address)
+        layout = self.learner(0).layout
+        address = deploy(self.w3, operator, bytes.fromhex(flat_hash(layout, self.genesis)),
+                         self.min_peers)
+        ledger = Web3Ledger(self.w3, address, operator)
+        for ident in self.identities:
+            fund(self.w3, ident.address)
+            ledger.register(ident.address)
+        return address
+
+    def ledger(self, account: LocalAccount | None = None) -> Web3Ledger:
+        return Web3Ledger(self.w3, self.contract, account)
+
+    def learner(self, i: int) -> Learner:
+        return Learner(self.data.train[i], self.cfg.train_config(), self.cfg.codec,
+                       self.cfg.total_steps, seed=self.cfg.seed * 1000 + i)
+
+    def checkpoint(self, i: int) -> Path | None:
+        d = self.net.state_dir
+        return None if d is None else d / f"vehicle-{i}.ckpt"
+
+    def vehicle(self, i: int, on_round: Callable[[Vehicle, RoundCommitment], None] | None = None
+                ) -> Vehicle:
+        """Vehicle ``i``, from its checkpoint if it has one (a restart), else factory-fresh."""
+        ident = self.identities[i]
+        learner = self.learner(i)
+        model = self.genesis
+        ckpt = self.checkpoint(i)
+        if ckpt is not None and ckpt.exists():
+            _, model = load_vehicle_checkpoint(ckpt, learner)
+        node = Node(ident, self.fleet, NodeConfig(listen=f"/ip4/127.0.0.1/tcp/{self.ports[i]}",
+                                                  bootstrap=self.bootstrap))
+        vcfg = VehicleConfig(local_steps=self.cfg.local_steps, merge=self.cfg.merge,
+                             engine=self.net.engine, rounds=self.cfg.rounds, checkpoint=ckpt)
+        return Vehicle(node, AsyncLedger(self.ledger(ident.account), self.chain_lane), learner,
+                       vcfg, model, train_lane=self.train_lane, on_round=on_round)
+
+
+def run_swarm_p2p(cfg: FleetConfig, data: FleetData, net: NetConfig = NetConfig(),
+                  progress: Callable[[RoundReport], None] | None = None) -> NetResult:
+    """R rounds of swarm learning between libp2p hosts on loopback, anchored on a chain."""
+    fleet = NetFleet(cfg, data, net)
+    t0 = time.perf_counter()
+    reports: dict[int, RoundReport] = {}
+
+    def on_round(v: Vehicle, c: RoundCommitment) -> None:
+        if c.round not in reports and c.committer:
+            reports[c.round] = RoundReport(c.round, c.committer, len(c.contributions),
+                                           c.model_hash.hex(), time.perf_counter() - t0)
+            if progress:
+                progress(reports[c.round])
+
+    vehicles = [fleet.vehicle(i, on_round) for i in range(cfg.vehicles)]
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for v in vehicles:
+                nursery.start_soon(v.run)
+            for v in vehicles:
+                await v.done.wait()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    return summarise(fleet, vehicles, sorted(reports.values(), key=lambda r: r.round),
+                     time.perf_counter() - t0)
+
+
+def summarise(fleet: NetFleet, vehicles: list[Vehicle], rounds: list[RoundReport],
+              seconds: float) -> NetResult:
+    """Each vehicle's final model on the fleet-wide test set, beside the chain's last hash."""
+    chain_hash = fleet.ledger().status().latest_model.hex()
+    out: dict[str, dict[str, object]] = {}
+    for i, v in enumerate(vehicles):
+        v.learner.load(v.model)
+        acc = evaluate(v.learner.model, fleet.data.test, CLASSES).accuracy
+        out[v.address] = {"index": i, "peer_id": str(v.node.peer_id),
+                          "profile": fleet.data.profiles[i].name, "accuracy": acc,
+                          "model_hash": flat_hash(v.layout, v.model)}
+    stats = {v.address: dict(Counter(v.node.stats) + Counter(
+        v.engine.stats if v.engine else {})) for v in vehicles}
+    return NetResult(out, chain_hash, rounds,
+                     {v.address: [v.timings[r] for r in sorted(v.timings)] for v in vehicles},
+                     stats, seconds, fleet.contract)
+
