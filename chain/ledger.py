@@ -174,7 +174,7 @@ class Web3Ledger:
                  retries: int = RPC_RETRIES) -> None:
         self.w3, self.retries = w3, retries
         self._account = account
-        self.address = Web3.to_checksum_address(address)
+        self.address: str = Web3.to_checksum_address(address)
         self.contract = w3.eth.contract(address=self.address, abi=load_artifact()["abi"])
         self._nonce: int | None = None
         self.last_gas_used = 0  # gas of the last transaction this ledger sent

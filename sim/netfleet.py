@@ -13,7 +13,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -31,6 +31,7 @@ from chain.launch import embedded, free_port, fund
 from chain.ledger import RoundCommitment, Web3Ledger, deploy
 from models.evaluate import evaluate
 from models.layout import flat_hash
+from models.net import CropNet
 from sim.fleet import FleetConfig, FleetData
 from sim.world import CLASSES
 
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class NetConfig:
+class NetFleetConfig:
     min_peers: int = 0  # 0: a majority of the fleet
     engine: EngineConfig = EngineConfig()
     state_dir: Path | None = None  # vehicle checkpoints (default: none kept)
@@ -61,8 +62,8 @@ class NetResult:
     timings: dict[str, list[RoundTiming]]
     stats: dict[str, dict[str, int]]
     seconds: float
-    contract: str = ""
-    extra: dict[str, object] = field(default_factory=dict)
+    contract: str
+    model: CropNet  # vehicle 0's final model
 
 
 def vehicle_identity(seed: int, index: int) -> Identity:
@@ -75,7 +76,7 @@ class NetFleet:
     """Chain, keys and addresses of a simulated fleet; builds and rebuilds its vehicles."""
     cfg: FleetConfig
     data: FleetData
-    net: NetConfig = NetConfig()
+    net: NetFleetConfig = NetFleetConfig()
 
     def __post_init__(self) -> None:
         cfg = self.cfg
@@ -135,7 +136,7 @@ class NetFleet:
                        vcfg, model, train_lane=self.train_lane, on_round=on_round)
 
 
-def run_swarm_p2p(cfg: FleetConfig, data: FleetData, net: NetConfig = NetConfig(),
+def run_swarm_p2p(cfg: FleetConfig, data: FleetData, net: NetFleetConfig = NetFleetConfig(),
                   progress: Callable[[RoundReport], None] | None = None) -> NetResult:
     """R rounds of swarm learning between libp2p hosts on loopback, anchored on a chain."""
     fleet = NetFleet(cfg, data, net)
@@ -177,7 +178,8 @@ def summarise(fleet: NetFleet, vehicles: list[Vehicle], rounds: list[RoundReport
                           "model_hash": flat_hash(v.layout, v.model)}
     stats = {v.address: dict(Counter(v.node.stats) + Counter(
         v.engine.stats if v.engine else {})) for v in vehicles}
+    vehicles[0].learner.load(vehicles[0].model)
     return NetResult(out, chain_hash, rounds,
                      {v.address: [v.timings[r] for r in sorted(v.timings)] for v in vehicles},
-                     stats, seconds, fleet.contract)
+                     stats, seconds, fleet.contract, vehicles[0].learner.model)
 

@@ -1,9 +1,15 @@
-"""``swarmdrive sim``: a whole fleet learning together on one machine."""
+"""``swarmdrive sim``: a whole fleet learning together on one machine.
+
+``--transport libp2p`` (the default) runs every vehicle's daemon logic: its own libp2p host on
+127.0.0.1, gossip, fetches and an account on an embedded chain. ``--transport memory`` passes the
+same payloads as bytes in one loop: the reference the libp2p fleet must match bit for bit.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -11,22 +17,34 @@ from pathlib import Path
 import torch
 
 from agent.commands.args import UsageError, positive_int
+from agent.swarm.engine import EngineConfig
 from models.atomic import atomic_write_bytes
 from models.checkpoint import save_checkpoint
 from models.codec import DENSE, CodecConfig
 from models.merge import COORDINATE_RULES, MIN_DENSITY_FOR_COORDINATE_RULES, RULES, MergeConfig
+from models.net import CropNet
 from sim.attacks import ATTACKS
-from sim.fleet import FleetConfig, RoundStats, make_fleet_data, run_central, run_local, run_swarm
+from sim.fleet import (
+    FleetConfig,
+    FleetData,
+    RoundStats,
+    make_fleet_data,
+    run_central,
+    run_local,
+    run_swarm,
+)
+from sim.netfleet import NetFleetConfig, RoundReport, run_swarm_p2p
 from sim.world import CLASSES
 
-TRANSPORTS = ("memory",)
+TRANSPORTS = ("libp2p", "memory")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d = FleetConfig()
     p = sub.add_parser("sim", help="simulate a fleet learning together")
-    p.add_argument("--transport", choices=TRANSPORTS, default="memory",
-                   help="how payloads travel: memory (one process, payloads as bytes)")
+    p.add_argument("--transport", choices=TRANSPORTS, default="libp2p",
+                   help="libp2p: a host per vehicle on 127.0.0.1 and an embedded chain; "
+                        "memory: payloads as bytes in one loop")
     p.add_argument("--vehicles", type=positive_int, default=d.vehicles)
     p.add_argument("--rounds", type=positive_int, default=d.rounds)
     p.add_argument("--local-steps", type=positive_int, default=d.local_steps)
@@ -35,9 +53,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="frames each vehicle drives per weather of its profile")
     p.add_argument("--compression", action=argparse.BooleanOptionalAction, default=True,
                    help="top-k + quantisation + zstd (--no-compression: dense float32)")
-    p.add_argument("--density", type=float, default=CodecConfig().density,
+    p.add_argument("--density", type=float, default=d.codec.density,
                    help="fraction of weights sent per round")
-    p.add_argument("--bits", type=int, choices=(4, 8, 32), default=CodecConfig().bits)
+    p.add_argument("--bits", type=int, choices=(4, 8, 32), default=d.codec.bits)
     p.add_argument("--rule", choices=list(RULES), default="mean", help="merge rule")
     p.add_argument("--byzantine", type=int, default=None,
                    help="attackers the rule tolerates (default: --attackers)")
@@ -45,7 +63,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--attack", choices=ATTACKS, default="sign_flip")
     p.add_argument("--baselines", action="store_true",
                    help="also train each vehicle alone and one central model")
-    p.add_argument("--eval-every", type=int, default=50, help="rounds between accuracy reports")
+    p.add_argument("--eval-every", type=int, default=5,
+                   help="rounds between accuracy reports (memory transport)")
+    p.add_argument("--min-peers", type=int, default=0,
+                   help="contributions a round needs (libp2p; default: a majority)")
+    p.add_argument("--round-timeout", type=float, default=EngineConfig().round_timeout_s,
+                   help="seconds the committer waits for connected but silent vehicles")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
     p.add_argument("--out", type=Path, help="folder for result.json and the final model.pt")
@@ -53,6 +76,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def fleet_config(args: argparse.Namespace) -> FleetConfig:
+    if args.transport == "libp2p" and args.attackers:
+        raise UsageError("--attackers runs on --transport memory only: its attackers see every "
+                         "honest delta, which no vehicle on the network can")
+    if not 0 <= args.min_peers <= args.vehicles:
+        raise UsageError(f"--min-peers {args.min_peers} must be between 0 and --vehicles "
+                         f"{args.vehicles}")
     if not 0 <= args.attackers < args.vehicles:
         raise UsageError(f"--attackers {args.attackers} must be at least 0 and below "
                          f"--vehicles {args.vehicles}")
@@ -79,6 +108,12 @@ def show(st: RoundStats, rounds: int) -> None:
           flush=True)
 
 
+def show_net(r: RoundReport, rounds: int) -> None:
+    print(f"round {r.round + 1}/{rounds} committed by {r.committer[:10]} with {r.contributions} "
+          f"contributions, model {r.model_hash[:12]} at {r.seconds:.1f} s", file=sys.stderr,
+          flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     cfg = fleet_config(args)
@@ -86,25 +121,54 @@ def run(args: argparse.Namespace) -> int:
     for i, (p, d) in enumerate(zip(data.profiles, data.train, strict=True)):
         role = " (attacker)" if i < cfg.attackers else ""
         print(f"vehicle {i}: {p.name}, {len(d)} crops{role}", file=sys.stderr)
-    result = run_swarm(cfg, data, progress=lambda st: show(st, cfg.rounds),
-                       eval_every=args.eval_every)
-    summary: dict[str, object] = {
-        "transport": args.transport,
-        "config": asdict(cfg),
-        "profiles": [p.name for p in data.profiles],
-        "swarm_acc": result.accuracy,
-        "model_hash": result.model_hash,
-        "bytes_per_round": result.bytes_per_round,
-        "seconds": round(result.seconds, 1),
-        "rounds": [asdict(r) for r in result.rounds],
-    }
+    summary: dict[str, object] = {"transport": args.transport, "config": asdict(cfg),
+                                  "profiles": [p.name for p in data.profiles]}
+    if args.transport == "libp2p":
+        model = run_libp2p(args, cfg, data, summary)
+    else:
+        model = run_memory(args, cfg, data, summary)
     if args.baselines:
         local = run_local(cfg, data)
         summary.update(local_acc=local, local_acc_mean=sum(local) / len(local),
                        local_acc_min=min(local), central_acc=run_central(cfg, data))
     if args.out:
         atomic_write_bytes(args.out / "result.json", json.dumps(summary, indent=1).encode())
-        save_checkpoint(args.out / "model.pt", result.model, CLASSES,
-                        meta={"source": "swarmdrive sim", "model_hash": result.model_hash})
-    print(json.dumps({k: v for k, v in summary.items() if k not in ("rounds", "config")}))
+        save_checkpoint(args.out / "model.pt", model, CLASSES,
+                        meta={"source": "swarmdrive sim", "model_hash": summary["model_hash"]})
+    print(json.dumps({k: v for k, v in summary.items()
+                      if k not in ("rounds", "config", "timings", "stats", "vehicles")}))
     return 0
+
+
+def run_memory(args: argparse.Namespace, cfg: FleetConfig, data: FleetData,
+               summary: dict[str, object]) -> CropNet:
+    result = run_swarm(cfg, data, progress=lambda st: show(st, cfg.rounds),
+                       eval_every=args.eval_every)
+    summary.update(swarm_acc=result.accuracy, model_hash=result.model_hash,
+                   bytes_per_round=result.bytes_per_round, seconds=round(result.seconds, 1),
+                   rounds=[asdict(r) for r in result.rounds])
+    return result.model
+
+
+def run_libp2p(args: argparse.Namespace, cfg: FleetConfig, data: FleetData,
+               summary: dict[str, object]) -> CropNet:
+    # Dials to peers that are not listening yet are expected while the fleet starts; our own
+    # node logs every failure that matters, so libp2p's error lines would only be noise.
+    logging.getLogger("libp2p").setLevel(logging.CRITICAL)
+    net = NetFleetConfig(min_peers=args.min_peers,
+                    engine=EngineConfig(round_timeout_s=args.round_timeout))
+    result = run_swarm_p2p(cfg, data, net, progress=lambda r: show_net(r, cfg.rounds))
+    hashes = {v["model_hash"] for v in result.vehicles.values()}
+    accs = [float(v["accuracy"]) for v in result.vehicles.values()]  # type: ignore[arg-type]
+    agree = hashes == {result.chain_model_hash}
+    summary.update(
+        vehicles=result.vehicles, chain_model_hash=result.chain_model_hash,
+        all_vehicles_match_chain=agree, swarm_acc=min(accs),
+        model_hash=result.chain_model_hash, contract=result.contract,
+        seconds=round(result.seconds, 1), rounds=[asdict(r) for r in result.rounds],
+        stats=result.stats,
+        timings={a: [asdict(t) for t in ts] for a, ts in result.timings.items()})
+    if not agree:
+        print(f"swarmdrive: warning: vehicles ended with {len(hashes)} different models; the "
+              f"chain names {result.chain_model_hash[:12]}", file=sys.stderr)
+    return result.model

@@ -1,0 +1,93 @@
+"""Two or three real libp2p hosts on 127.0.0.1: gossip through validators, fetch by hash."""
+
+from __future__ import annotations
+
+import hashlib
+
+import multiaddr
+import pytest
+import trio
+from libp2p import new_host
+from libp2p.crypto.secp256k1 import create_new_key_pair
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
+
+from agent.p2p.announce import sign
+from agent.p2p.fetch import FetchError
+from agent.p2p.store import Kind
+from tests.agent.p2p.conftest import FLEET, accept_all, chain_of_nodes, identity
+
+
+def test_announcements_that_pass_the_validator_arrive_and_others_are_counted():
+    stranger = identity("stranger")
+
+    def only_known(ann):
+        return "unregistered" if ann.sender == stranger.address else None
+
+    async def main():
+        # a would send anything; b takes only registered senders.
+        async with chain_of_nodes("a", "b", validators=[accept_all, only_known]) as (a, b):
+            bad = sign(stranger, FLEET, 0, b"\x00" * 32, b"\x01" * 32, 10, 1, 0.0)
+            good = sign(a.identity, FLEET, 0, b"\x00" * 32, b"\x02" * 32, 10, 1, 0.0)
+            with trio.fail_after(15):
+                while True:  # the mesh forms in the first heartbeats: publish until heard
+                    await a.publish(bad)
+                    await a.publish(good)
+                    with trio.move_on_after(0.5):
+                        got = await b.announcements.receive()
+                        break
+            assert got.payload_hash == good.payload_hash and got.sender == a.identity.address
+            assert b.stats["announce_rejected_unregistered"] >= 1
+            # The receiver keeps the signed announcement to serve to peers that missed it.
+            assert b.store.get(Kind.ANNOUNCEMENT, good.payload_hash) == good.raw
+
+    trio.run(main)
+
+
+def test_any_peer_that_holds_a_payload_serves_it():
+    data = bytes(range(256)) * 4000  # ~1 MB: several chunks
+
+    async def main():
+        async with chain_of_nodes("a", "b", "c") as (a, b, c):
+            key = a.store.put(Kind.DELTA, data)
+            assert await b.fetch(Kind.DELTA, key, len(data)) == data
+            assert b.store.get(Kind.DELTA, key) == data
+            # c is connected to b only: b serves what it fetched.
+            assert a.peer_id not in c.connected()
+            assert await c.fetch(Kind.DELTA, key, len(data)) == data
+            assert b.stats["fetch_served"] == 1 and c.stats["bytes_received"] == len(data)
+
+    trio.run(main)
+
+
+def test_fetch_refuses_wrong_bytes_oversize_bodies_and_missing_payloads():
+    async def main():
+        async with chain_of_nodes("a", "b") as (a, b):
+            claimed = hashlib.sha256(b"what was announced").digest()
+            a.store.put(Kind.DELTA, b"something else", key=claimed)
+            with pytest.raises(FetchError, match="hash does not match"):
+                await b.fetch(Kind.DELTA, claimed, 1000)
+            assert b.stats["fetch_bad_payload"] == 1 and not b.store.has(Kind.DELTA, claimed)
+
+            big = a.store.put(Kind.DELTA, b"x" * 5000)
+            with pytest.raises(FetchError, match="over the 100-byte limit"):
+                await b.fetch(Kind.DELTA, big, 100)
+            with pytest.raises(FetchError, match="NOT_FOUND"):
+                await b.fetch(Kind.MODEL, b"\x00" * 32, 100)
+            # The server is still fine after all that.
+            assert await b.fetch(Kind.DELTA, big, 5000) == b"x" * 5000
+
+    trio.run(main)
+
+
+def test_a_plaintext_only_peer_cannot_connect():
+    async def main():
+        async with chain_of_nodes("a") as (a,):
+            kp = create_new_key_pair(hashlib.sha256(b"plain").digest())
+            plain = new_host(key_pair=kp, sec_opt={PLAINTEXT_PROTOCOL_ID: InsecureTransport(kp)})
+            async with plain.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+                with pytest.raises(Exception), trio.fail_after(10):  # noqa: B017 - any refusal
+                    await plain.connect(info_from_p2p_addr(multiaddr.Multiaddr(a.addrs[0])))
+                assert plain.get_id() not in a.connected()
+
+    trio.run(main)
