@@ -22,10 +22,11 @@ node_modules/.bin/anvil: package.json
 
 install: $(VENV)/.installed
 
-# The fleet: 8 vehicles learn together in one process (compressed deltas, in-memory transport),
-# then one vehicle exports the merged model to fp32 and int8 ONNX and classifies a night drive.
+# The fleet: 8 vehicles, each with its own libp2p host on 127.0.0.1 and an account on an
+# embedded chain, learn together for 20 rounds; then the merged model is exported to fp32 and
+# int8 ONNX and classifies a night drive.
 demo: install
-	$(VENV)/bin/swarmdrive sim --transport memory --eval-every 50 --out $(OUT)
+	$(VENV)/bin/swarmdrive sim --out $(OUT)
 	$(VENV)/bin/swarmdrive render --town Town10 --weather ClearNight -n 40 --seed 5 --out $(OUT)/frames
 	$(VENV)/bin/swarmdrive export $(OUT)/model.pt --out $(OUT)/model.onnx
 	$(VENV)/bin/swarmdrive export $(OUT)/model.pt --int8 --calibration $(OUT)/frames --out $(OUT)/model.int8.onnx
@@ -39,5 +40,5 @@ lint: install
 test: install lint node_modules/.bin/anvil
 	$(PY) -m pytest -q
 
-bench: install
-	for b in render codec generalisation inference learning byzantine; do echo "== $$b"; $(PY) -m benchmarks.$$b || exit 1; done
+bench: install node_modules/.bin/anvil
+	for b in render codec generalisation inference learning byzantine chain_gas round; do echo "== $$b"; $(PY) -m benchmarks.$$b || exit 1; done

@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 from eth_account import Account
@@ -32,7 +33,12 @@ def embedded() -> Web3:
     """An in-process EVM (eth-tester + py-evm) with funded, unlocked accounts."""
     from web3 import EthereumTesterProvider
 
-    return Web3(EthereumTesterProvider())
+    w3 = Web3(EthereumTesterProvider())
+    # eth-tester turns every warning category on for the whole process when imported
+    # (warnings.simplefilter("default")); put back Python's default of ignoring ResourceWarning,
+    # or libp2p's sockets, closed by the OS at exit, fill the end of every sim run.
+    warnings.filterwarnings("ignore", category=ResourceWarning)
+    return w3
 
 
 def fund(w3: Web3, to: str, wei: int = 10**20) -> None:

@@ -6,6 +6,7 @@ public key, so a registered address names exactly one peer and no extra binding 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,7 @@ def address_of_public_key(public: coincurve.PublicKey) -> str:
     return to_checksum_address(keccak(public.format(compressed=False)[1:])[12:])
 
 
+@functools.lru_cache(maxsize=4096)
 def address_of_peer(peer_id: ID) -> str | None:
     """The Ethereum address behind a peer ID, or None when it is not a secp256k1 identity."""
     try:

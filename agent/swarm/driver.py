@@ -39,7 +39,7 @@ from agent.swarm.engine import (
     Train,
     Verify,
 )
-from agent.swarm.learner import Learner
+from agent.swarm.learner import Contributed, Learner
 from chain.ledger import LedgerError, RoundCommitment
 from models.atomic import atomic_write_bytes
 from models.codec import CodecError, decode
@@ -47,6 +47,7 @@ from models.layout import flat_hash, model_bytes, model_from_bytes
 from models.merge import MergeConfig, MergeError
 
 log = logging.getLogger(__name__)
+KEEP_TIMINGS = 1000  # rounds of timing kept in memory by a long-running daemon
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class VehicleConfig:
 class RoundTiming:
     round: int
     train_s: float = 0.0
-    exchange_s: float = 0.0  # announcing and fetching payloads (summed over fetches)
+    exchange_s: float = 0.0  # time with at least one payload fetch in flight
     merge_s: float = 0.0
     commit_s: float = 0.0  # the commit transaction, on the committer only
     round_s: float = 0.0  # from the round's start to its verified commitment
@@ -92,6 +93,7 @@ class Vehicle:
         self._merged: dict[tuple[int, tuple[bytes, ...]], Combined] = {}
         self._started: dict[int, float] = {}
         self._nursery: trio.Nursery | None = None
+        self._fetching, self._fetching_since = 0, 0.0  # concurrent fetches, for timing
 
     @property
     def address(self) -> str:
@@ -177,14 +179,17 @@ class Vehicle:
     async def _train(self, a: Train) -> None:
         self._started[a.round] = self._now()
         base = self.model
+        def contribute() -> tuple[Contributed, float]:
+            t0 = time.perf_counter()  # timed in the thread: waiting for the lane is not training
+            out = self.learner.contribute(base, a.base_hash, a.round, self.cfg.local_steps)
+            return out, time.perf_counter() - t0
+
         async with self._learner_lock:
-            t0 = self._now()
             # Abandon on cancel: a vehicle shutting down must not wait for its training thread.
             # (trio-typing's stale stubs, which libp2p pulls in, lack abandon_on_cancel.)
-            out = await trio.to_thread.run_sync(  # type: ignore[call-arg]
-                self.learner.contribute, base, a.base_hash, a.round, self.cfg.local_steps,
-                limiter=self.train_lane, abandon_on_cancel=True)
-            self._timing(a.round).train_s = self._now() - t0
+            out, seconds = await trio.to_thread.run_sync(  # type: ignore[call-arg]
+                contribute, limiter=self.train_lane, abandon_on_cancel=True)
+        self._timing(a.round).train_s = seconds
         key = self.node.store.put(Kind.DELTA, out.payload)
         ann = announce.sign(self.node.identity, self.node.fleet, a.round, a.base_hash, key,
                             len(out.payload), out.samples, out.loss)
@@ -195,8 +200,10 @@ class Vehicle:
         return [p for p in self.node.connected() if address_of_peer(p) == address]
 
     async def _fetch(self, a: Fetch) -> None:
-        t0 = self._now()
         round_ = self._engine.round
+        if self._fetching == 0:
+            self._fetching_since = self._now()
+        self._fetching += 1
         try:
             payload = await self.node.fetch(Kind.DELTA, a.payload_hash, a.size,
                                             prefer=self._peer_of(a.sender))  # type: ignore[arg-type]
@@ -213,8 +220,9 @@ class Vehicle:
             self._act(self._engine.payload_invalid(a.payload_hash))
             return
         finally:
-            if round_ is not None:
-                self._timing(round_).exchange_s += self._now() - t0
+            self._fetching -= 1
+            if self._fetching == 0 and round_ is not None:
+                self._timing(round_).exchange_s += self._now() - self._fetching_since
         self._act(self._engine.fetched(a.payload_hash, True, self._now()))
 
     def _check_payload(self, payload: bytes, ann: Announcement | None) -> None:
@@ -325,9 +333,12 @@ class Vehicle:
         if self._engine.round is not None and c.round < self._engine.round:
             return  # a sync that a newer round overtook
         self._set_model(model, c.model_hash)
-        started = self._started.get(c.round)
+        started = self._started.pop(c.round, None)
         if started is not None:
             self._timing(c.round).round_s = self._now() - started
+        self._started = {r: t for r, t in self._started.items() if r > c.round}
+        for r in [r for r in self.timings if r < c.round - KEEP_TIMINGS]:
+            del self.timings[r]
         if self.cfg.checkpoint is not None:
             await trio.to_thread.run_sync(save_vehicle_checkpoint, self.cfg.checkpoint,
                                           c.round, self.model, self.learner)

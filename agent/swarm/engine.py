@@ -306,6 +306,7 @@ class Engine:
         self._have &= live
         self._inflight &= live | {b"ann" + h for h in live}
         self._failed_at.clear()
+        self._bad.clear()  # what they named was of an older round, and is rejected as stale
 
     def _contributions(self, st: RoundState) -> tuple[Announcement, ...]:
         mine = [a for a in self._anns.values()

@@ -169,8 +169,32 @@ def test_sim_memory_writes_result_and_model(tmp_path):
     assert ckpt["model_hash"] == result["model_hash"]
 
 
+@pytest.mark.slow
+def test_sim_over_libp2p_writes_every_vehicle_and_the_chain_hash(tmp_path):
+    r = swarmdrive("sim", "--vehicles", "3", "--rounds", "2", "--local-steps", "2",
+                   "--batch-size", "8", "--frames", "3", "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "round 2/2 committed by 0x" in r.stderr and "with 3 contributions" in r.stderr
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["transport"] == "libp2p" and len(result["vehicles"]) == 3
+    chain_hash = result["chain_model_hash"]
+    assert len(chain_hash) == 64
+    for address, v in result["vehicles"].items():
+        assert address.startswith("0x") and v["peer_id"].startswith("16Uiu2")
+        assert v["model_hash"] == chain_hash and 0 <= v["accuracy"] <= 1
+    from models.checkpoint import load_checkpoint
+
+    _, ckpt = load_checkpoint(tmp_path / "model.pt")
+    assert ckpt["model_hash"] == chain_hash
+
+
 def test_sim_rejects_impossible_settings(tmp_path):
-    r = swarmdrive("sim", "--vehicles", "2", "--attackers", "2", "--out", tmp_path)
+    r = swarmdrive("sim", "--transport", "memory", "--vehicles", "2", "--attackers", "2",
+                   "--out", tmp_path)
     assert_one_line_error(r, ExitCode.USAGE, "--attackers 2")
+    r = swarmdrive("sim", "--attackers", "1", "--out", tmp_path)
+    assert_one_line_error(r, ExitCode.USAGE, "--transport memory only")
+    r = swarmdrive("sim", "--vehicles", "3", "--min-peers", "4", "--out", tmp_path)
+    assert_one_line_error(r, ExitCode.USAGE, "--min-peers 4")
     r = swarmdrive("sim", "--density", "0", "--out", tmp_path)
     assert_one_line_error(r, ExitCode.USAGE, "density")

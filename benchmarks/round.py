@@ -1,0 +1,74 @@
+"""Where a swarm round's time and bytes go, for 4, 8 and 16 vehicles over libp2p.
+
+Each fleet runs the default round (30 local steps, 10% of the delta at 8 bits, weighted mean)
+on 127.0.0.1 with an embedded chain. Per vehicle and round:
+  train_s     its local training (the vehicles of one process take turns on this machine's
+              cores, so a round lasts about vehicles x train_s; on the road they train at once)
+  exchange_s  announcing and fetching the other vehicles' payloads, summed over fetches
+  merge_s     merging the round's payloads (to commit, or to verify the commitment)
+  commit_s    the commitment transaction, per round (only the committer sends one)
+  round_s     from the round's start to its verified commitment
+  bytes_sent / bytes_received: payload and announcement bytes (libp2p framing not counted)
+Also reported: overhead_share = (exchange + merge + commit) / round_s, the share of a round not
+spent training or waiting for slower vehicles to train.
+
+Prints {"4": {...}, "8": {...}, "16": {...}} as its last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+
+from benchmarks.common import log, setup_threads
+from sim.fleet import FleetConfig, make_fleet_data
+from sim.netfleet import NetResult, run_swarm_p2p
+
+
+def summarise(result: NetResult, rounds: int) -> dict[str, float]:
+    # Round 0 includes connecting and the mesh forming; the steady state starts at round 1.
+    timings = [t for ts in result.timings.values() for t in ts if t.round >= 1 and t.round_s]
+    commits = [t.commit_s for t in timings if t.committed_by_me]
+
+    def mean(xs: list[float]) -> float:
+        return statistics.fmean(xs) if xs else 0.0
+
+    out = {
+        "train_s": mean([t.train_s for t in timings]),
+        "exchange_s": mean([t.exchange_s for t in timings]),
+        "merge_s": mean([t.merge_s for t in timings]),
+        "commit_s": mean(commits),
+        "round_s": mean([t.round_s for t in timings]),
+        "bytes_sent": mean([s.get("bytes_sent", 0) / rounds for s in result.stats.values()]),
+        "bytes_received": mean([s.get("bytes_received", 0) / rounds
+                                for s in result.stats.values()]),
+        "rounds": rounds,
+        "seconds": result.seconds,
+    }
+    overhead = out["exchange_s"] + out["merge_s"] + out["commit_s"]
+    out["overhead_share"] = overhead / out["round_s"] if out["round_s"] else 0.0
+    return {k: round(v, 4) for k, v in out.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--fleets", type=int, nargs="+", default=[4, 8, 16])
+    p.add_argument("--rounds", type=int, default=6)
+    args = p.parse_args()
+    setup_threads()
+    logging.getLogger("libp2p").setLevel(logging.CRITICAL)
+    out: dict[str, dict[str, float]] = {}
+    for n in args.fleets:
+        cfg = FleetConfig(vehicles=n, rounds=args.rounds)
+        data = make_fleet_data(cfg)
+        result = run_swarm_p2p(cfg, data)
+        agree = {v["model_hash"] for v in result.vehicles.values()} == {result.chain_model_hash}
+        out[str(n)] = summarise(result, args.rounds) | {"agree": float(agree)}
+        log(f"{n} vehicles: {out[str(n)]}")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
