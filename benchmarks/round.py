@@ -12,6 +12,8 @@ on 127.0.0.1 with an embedded chain. Per vehicle and round:
 Also reported: overhead_share = (exchange + merge + commit) / round_s, the share of a round not
 spent training or waiting for slower vehicles to train.
 
+Each figure is the median over ``--repeats`` runs of the fleet (default 3).
+
 Prints {"4": {...}, "8": {...}, "16": {...}} as its last line.
 """
 
@@ -56,6 +58,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--fleets", type=int, nargs="+", default=[4, 8, 16])
     p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     setup_threads()
     logging.getLogger("libp2p").setLevel(logging.CRITICAL)
@@ -63,10 +66,14 @@ def main() -> None:
     for n in args.fleets:
         cfg = FleetConfig(vehicles=n, rounds=args.rounds)
         data = make_fleet_data(cfg)
-        result = run_swarm_p2p(cfg, data)
-        agree = {v["model_hash"] for v in result.vehicles.values()} == {result.chain_model_hash}
-        out[str(n)] = summarise(result, args.rounds) | {"agree": float(agree)}
-        log(f"{n} vehicles: {out[str(n)]}")
+        runs = []
+        for _ in range(args.repeats):
+            result = run_swarm_p2p(cfg, data)
+            hashes = {v["model_hash"] for v in result.vehicles.values()}
+            runs.append(summarise(result, args.rounds)
+                        | {"agree": float(hashes == {result.chain_model_hash})})
+            log(f"{n} vehicles: {runs[-1]}")
+        out[str(n)] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     print(json.dumps(out))
 
 

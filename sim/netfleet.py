@@ -88,6 +88,7 @@ class NetFleet:
         self.w3 = embedded()
         self.chain_lane = trio.CapacityLimiter(1)
         self.train_lane = trio.CapacityLimiter(1)
+        self.work_lane = trio.CapacityLimiter(2)  # merges and payload checks
         self.contract = self._deploy()
         self.fleet = Fleet(self.w3.eth.chain_id, bytes.fromhex(self.contract[2:]))
 
@@ -133,7 +134,8 @@ class NetFleet:
         vcfg = VehicleConfig(local_steps=self.cfg.local_steps, merge=self.cfg.merge,
                              engine=self.net.engine, rounds=self.cfg.rounds, checkpoint=ckpt)
         return Vehicle(node, AsyncLedger(self.ledger(ident.account), self.chain_lane), learner,
-                       vcfg, model, train_lane=self.train_lane, on_round=on_round)
+                       vcfg, model, train_lane=self.train_lane, work_lane=self.work_lane,
+                       on_round=on_round)
 
 
 def run_swarm_p2p(cfg: FleetConfig, data: FleetData, net: NetFleetConfig = NetFleetConfig(),

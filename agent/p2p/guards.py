@@ -10,18 +10,24 @@ import logging
 from collections import Counter
 
 from libp2p.abc import INetStream
+from libp2p.peer.id import ID
+from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 
 log = logging.getLogger(__name__)
 
 
 class GuardedPubsub(Pubsub):
-    """Pubsub whose read loop survives a malformed frame.
+    """Pubsub that survives malformed frames and messages.
 
-    Upstream ``Pubsub.continuously_read_stream`` parses every frame with protobuf but only
-    catches stream errors: one undecodable frame (``DecodeError``), or any other surprise in
-    handling it, escapes the read loop and ends the pubsub service, and with it the whole
-    ``trio.run``. Here such a frame costs its sender the stream, and the vehicle carries on.
+    Upstream, two paths let one remote peer end the pubsub service, and with it the whole
+    ``trio.run``:
+    - ``continuously_read_stream`` parses every frame with protobuf but only catches stream
+      errors, so an undecodable frame (``DecodeError``) escapes the read loop;
+    - ``push_msg`` runs as a service task, and a published message whose ``key`` field is not a
+      protobuf public key raises ``DecodeError`` in the signature check.
+    Here a bad frame costs its sender the stream, a bad message is dropped, and both are
+    counted; the vehicle carries on.
     """
 
     stats: Counter[str]
@@ -37,3 +43,11 @@ class GuardedPubsub(Pubsub):
             with contextlib.suppress(Exception):  # already gone: nothing to release
                 await stream.reset()
             self._handle_dead_peer(peer_id)
+
+    async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        try:
+            await super().push_msg(msg_forwarder, msg)
+        except Exception as e:
+            self.stats["pubsub_bad_message"] += 1
+            log.warning("pubsub_bad_message forwarder=%s error=%s: %s", msg_forwarder,
+                        type(e).__name__, str(e)[:200])

@@ -80,7 +80,10 @@ class Vehicle:
     learner: Learner
     cfg: VehicleConfig
     model: np.ndarray  # the current base model (flat)
+    # Threads for training, and for merging and checking payloads. Vehicles that share a
+    # machine (the simulator) share the lanes, as they share its cores.
     train_lane: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(1))
+    work_lane: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(2))
     on_round: Callable[[Vehicle, RoundCommitment], None] | None = None
     timings: dict[int, RoundTiming] = field(default_factory=dict)
     done: trio.Event = field(default_factory=trio.Event)
@@ -208,7 +211,8 @@ class Vehicle:
             payload = await self.node.fetch(Kind.DELTA, a.payload_hash, a.size,
                                             prefer=self._peer_of(a.sender))  # type: ignore[arg-type]
             ann = self._engine.announcement(a.payload_hash)
-            await trio.to_thread.run_sync(self._check_payload, payload, ann)
+            await trio.to_thread.run_sync(self._check_payload, payload, ann,
+                                          limiter=self.work_lane)
         except FetchError as e:
             log.info("fetch_failed payload=%s error=%s", a.payload_hash.hex()[:12], e)
             self._act(self._engine.fetched(a.payload_hash, False, self._now()))
@@ -250,10 +254,14 @@ class Vehicle:
             data = self.node.store.get(Kind.DELTA, a.payload_hash)
             assert data is not None, "the engine asks to merge only payloads we hold"
             payloads.append((data, a.samples))
-        t0 = self._now()
-        combined = await trio.to_thread.run_sync(combine, self.model, payloads, self.layout,
-                                                 self.cfg.merge)
-        self._timing(round_).merge_s += self._now() - t0
+        base = self.model
+
+        def timed_combine() -> tuple[Combined, float]:
+            t0 = time.perf_counter()  # timed in the thread, like training
+            return combine(base, payloads, self.layout, self.cfg.merge), time.perf_counter() - t0
+
+        combined, seconds = await trio.to_thread.run_sync(timed_combine, limiter=self.work_lane)
+        self._timing(round_).merge_s += seconds
         self._merged = {key: combined}
         return combined
 

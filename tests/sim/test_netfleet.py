@@ -20,8 +20,10 @@ from libp2p import new_host
 from libp2p.crypto.secp256k1 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub.pb import rpc_pb2
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.utils.varint import encode_uvarint
 
 from agent.p2p.announce import Announcement, sign
 from agent.p2p.identity import Identity
@@ -111,6 +113,33 @@ GARBAGE = [
 ]
 
 
+def crafted_rpcs(topic: str) -> list[bytes]:
+    """Well-framed pubsub RPCs with hostile contents: bad keys, huge fields, odd controls."""
+    rpcs = []
+    for key in (os.urandom(33), b"\x08\x02\x12\x21" + os.urandom(33), b""):
+        r = rpc_pb2.RPC()
+        m = r.publish.add()
+        m.topicIDs.append(topic)
+        m.from_id, m.data, m.seqno = os.urandom(39), os.urandom(200), os.urandom(8)
+        m.key, m.signature = key, os.urandom(64)
+        rpcs.append(r)
+    r = rpc_pb2.RPC()
+    r.control.graft.add().topicID = topic
+    ihave = r.control.ihave.add()
+    ihave.topicID = topic
+    ihave.messageIDs.append(os.urandom(5000))
+    prune = r.control.prune.add()
+    prune.topicID, prune.backoff = topic, 2**63
+    peer = prune.peers.add()
+    peer.peerID, peer.signedPeerRecord = os.urandom(10), os.urandom(50)
+    rpcs.append(r)
+    r = rpc_pb2.RPC()
+    r.subscriptions.add(subscribe=True, topicid="x" * 100_000)
+    r.senderRecord = os.urandom(300)
+    rpcs.append(r)
+    return [encode_uvarint(len(b)) + b for b in (r.SerializeToString() for r in rpcs)]
+
+
 def test_no_remote_peer_can_crash_a_vehicle(data):
     fleet = NetFleet(replace(SMALL, rounds=5), fleet_data(data, 3))
     report: dict[str, int] = {}
@@ -131,7 +160,7 @@ def test_no_remote_peer_can_crash_a_vehicle(data):
             protocols = list(target.host.get_mux().get_protocols())
             report["protocols"] = len(protocols)
             for proto in protocols:
-                for junk in GARBAGE:
+                for junk in GARBAGE + crafted_rpcs(target.topic):
                     with trio.move_on_after(3):
                         try:
                             s = await attacker.new_stream(target.peer_id, [proto])
@@ -142,11 +171,13 @@ def test_no_remote_peer_can_crash_a_vehicle(data):
                         report["attempts"] = report.get("attempts", 0) + 1
 
     vehicles = run_fleet(fleet, attack)
-    assert report["protocols"] >= 4 and report["attempts"] == report["protocols"] * len(GARBAGE)
+    per_protocol = len(GARBAGE) + len(crafted_rpcs("t"))
+    assert report["protocols"] >= 4 and report["attempts"] == report["protocols"] * per_protocol
     assert {"/swarmdrive/fetch/1.0.0", "/meshsub/1.1.0"} <= set(
         vehicles[0].node.host.get_mux().get_protocols())
     stats = vehicles[0].node.stats
     assert stats["pubsub_bad_frame"] >= 1 and stats["fetch_bad_request"] >= 1
+    assert stats["pubsub_bad_message"] >= 1
     assert_fleet_agrees(fleet, vehicles)
     assert all(len(c.contributions) == 3 for c in all_commitments(fleet))
 

@@ -14,6 +14,7 @@ from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTr
 
 from agent.p2p.announce import sign
 from agent.p2p.fetch import FetchError
+from agent.p2p.node import Node, NodeConfig
 from agent.p2p.store import Kind
 from tests.agent.p2p.conftest import FLEET, accept_all, chain_of_nodes, identity
 
@@ -91,3 +92,13 @@ def test_a_plaintext_only_peer_cannot_connect():
                 assert plain.get_id() not in a.connected()
 
     trio.run(main)
+
+
+@pytest.mark.parametrize("cfg, message", [
+    (NodeConfig(listen="/ip4/127.0.0.1/tcp/notaport"), "listen address"),
+    (NodeConfig(bootstrap=("/ip4/127.0.0.1/tcp/4001",)), "must end in /p2p/"),
+    (NodeConfig(bootstrap=("not a multiaddr",)), "bootstrap address 'not a multiaddr'"),
+])
+def test_bad_addresses_are_named_before_anything_starts(cfg, message):
+    with pytest.raises(ValueError, match=message):
+        Node(identity("a"), FLEET, cfg)
