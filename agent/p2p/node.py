@@ -20,7 +20,7 @@ from libp2p.abc import IHost
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
@@ -63,7 +63,10 @@ def topic_for(fleet: Fleet) -> str:
 class Node:
     def __init__(self, identity: Identity, fleet: Fleet, cfg: NodeConfig = NodeConfig(),
                  store: ContentStore | None = None) -> None:
+        """Raises ValueError naming a listen or bootstrap address that does not parse."""
         self.identity, self.fleet, self.cfg = identity, fleet, cfg
+        self._listen = _multiaddr("listen address", cfg.listen)
+        self._bootstrap = [_peer_info(a) for a in cfg.bootstrap]
         self.store = store or ContentStore()
         self.stats: Counter[str] = Counter()
         self.topic = topic_for(fleet)
@@ -97,8 +100,7 @@ class Node:
     async def running(self, validate: Validator) -> AsyncIterator[Node]:
         """Listen, join the fleet topic and serve fetches until the block exits."""
         self._validate = validate
-        listen = [multiaddr.Multiaddr(self.cfg.listen)]
-        async with self.host.run(listen), background_trio_service(self.pubsub), \
+        async with self.host.run([self._listen]), background_trio_service(self.pubsub), \
                 background_trio_service(self.gossip), trio.open_nursery() as nursery:
             await self.pubsub.wait_until_ready()
             self.host.set_stream_handler(FETCH_PROTOCOL, self.server.handle)
@@ -162,8 +164,7 @@ class Node:
         return {a for a in map(address_of_peer, self.connected()) if a is not None}
 
     async def _keep_bootstrapped(self) -> None:
-        infos = [info_from_p2p_addr(multiaddr.Multiaddr(a)) for a in self.cfg.bootstrap]
-        infos = [i for i in infos if i.peer_id != self.peer_id]
+        infos = [i for i in self._bootstrap if i.peer_id != self.peer_id]
         while True:
             connected = set(self.connected())
             for info in infos:
@@ -211,3 +212,19 @@ class Node:
                 return body
         raise FetchError(f"{kind.name.lower()} {key.hex()[:16]}: no peer served it "
                          f"({'; '.join(errors[:4]) or 'no peers'})")
+
+
+def _multiaddr(what: str, text: str) -> multiaddr.Multiaddr:
+    try:
+        return multiaddr.Multiaddr(text)
+    except Exception as e:  # multiaddr raises several types for bad input
+        raise ValueError(f"{what} {text!r}: {e}") from None
+
+
+def _peer_info(text: str) -> PeerInfo:
+    addr = _multiaddr("bootstrap address", text)
+    try:
+        return info_from_p2p_addr(addr)
+    except Exception as e:
+        raise ValueError(f"bootstrap address {text!r} must end in /p2p/<peer id>: {e}"
+                         ) from None

@@ -246,6 +246,11 @@ class Vehicle:
 
     async def _merge(self, round_: int, base_hash: bytes,
                      contributions: tuple[Announcement, ...]) -> Combined:
+        """Our model plus the merge of ``contributions``; the committer's own merge is reused
+        when it verifies its commitment."""
+        if base_hash != self.model_hash:
+            raise MergeError(f"round {round_} builds on {base_hash.hex()[:12]}, but this vehicle "
+                             f"holds {self.model_hash.hex()[:12]}")
         key = (round_, tuple(a.payload_hash for a in contributions))
         if key in self._merged:
             return self._merged[key]

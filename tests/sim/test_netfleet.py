@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
@@ -244,6 +245,16 @@ def test_a_vehicle_killed_mid_round_restarts_from_its_checkpoint_and_contributes
     victim, seen = 1, {}
     vehicles = [fleet.vehicle(i) for i in range(4)]
     ledger = fleet.ledger()
+    in_round_2, release = threading.Event(), threading.Event()
+    train = vehicles[victim].learner.contribute
+
+    def contribute(base, base_hash, round_, local_steps):  # holds the victim in round 2
+        if round_ == 2:
+            in_round_2.set()
+            release.wait(60)
+        return train(base, base_hash, round_, local_steps)
+
+    vehicles[victim].learner.contribute = contribute  # type: ignore[method-assign]
 
     async def main() -> None:
         scopes: dict[int, trio.CancelScope] = {}
@@ -257,10 +268,10 @@ def test_a_vehicle_killed_mid_round_restarts_from_its_checkpoint_and_contributes
             async with trio.open_nursery() as nursery:
                 for i, v in enumerate(vehicles):
                     nursery.start_soon(run, i, v)
-                # Kill it as it starts training round 2: round 1 is checkpointed.
-                await wait_until(lambda: vehicles[victim].engine is not None
-                                 and vehicles[victim].engine.round == 2)
+                # Kill it while it trains round 2 (round 1 is checkpointed, nothing announced).
+                await wait_until(in_round_2.is_set)
                 scopes[victim].cancel()
+                release.set()  # the abandoned training thread ends and frees the lane
                 await wait_until(lambda: ledger.status().rounds_committed >= 3)
                 seen["round 2"] = ledger.commitments(0)[2]
                 restarted = fleet.vehicle(victim)  # a new process would do the same

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -40,6 +41,6 @@ async def chain_of_nodes(*names: str, validators=None) -> AsyncIterator[list[Nod
             node = Node(identity(name), FLEET, NodeConfig(bootstrap=boot, redial_s=0.2))
             await stack.enter_async_context(node.running(validator))
             nodes.append(node)
-        for a, b in zip(nodes, nodes[1:], strict=False):
+        for a, b in itertools.pairwise(nodes):
             await wait_for(lambda a=a, b=b: b.peer_id in a.connected(), what="connection")
         yield nodes
