@@ -244,6 +244,8 @@ class Engine:
         st = self.state
         if st is not None and c.round < st.round:
             return []
+        if st is not None and c.round == st.round and st.commitment is not None:
+            return []  # heard twice: the committer's own receipt, then the chain's event
         if st is None or c.round > st.round or c.base_hash != st.base_hash:
             self.stats["sync"] += 1
             return [Sync(c.round, c.model_hash)]

@@ -61,6 +61,10 @@ def test_every_vehicle_ends_on_the_chain_model_and_matches_the_memory_transport(
     assert len({r.committer for r in net.rounds}) > 1  # the committer rotates
     accs = {v["accuracy"] for v in net.vehicles.values()}
     assert accs == {mem.accuracy}
+    # Every vehicle checked every commitment itself, and none disagreed.
+    for stats in net.stats.values():
+        assert stats.get("rounds_verified") == SMALL.rounds
+        assert not stats.get("verify_mismatch") and not stats.get("invalid_commitment")
 
 
 # --- a small harness: a fleet plus whatever the test does beside it --------------------------

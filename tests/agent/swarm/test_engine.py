@@ -189,6 +189,19 @@ def test_a_mismatch_or_a_vehicle_counted_twice_means_sync_to_the_chain():
     assert e.stats["invalid_commitment"] == 1
 
 
+def test_a_commitment_heard_twice_is_verified_once():
+    e = engine_for(1)
+    contribute_all(e, 1, (1, 2))
+    c = RoundCommitment(0, ADDRS[1], BASE, b"\x66" * 32, b"", tuple(sorted(
+        [ann(1).payload_hash, ann(2).payload_hash])), 9)
+    (verify,) = e.committed(c, 3.0)  # the committer's own receipt
+    assert isinstance(verify, Verify)
+    assert e.committed(c, 3.1) == []  # the chain's event, while verifying
+    assert e.verified(True) == []
+    assert e.committed(c, 3.2) == []  # ... and after: still nothing to do
+    assert e.stats["verify_mismatch"] == 0 and e.stats["sync"] == 0
+
+
 def test_commitments_ahead_of_us_or_on_another_base_mean_sync():
     e = engine_for(1)
     ahead = RoundCommitment(4, ADDRS[0], b"\x01" * 32, b"\x02" * 32, b"", (), 9)
