@@ -9,7 +9,7 @@ import contextlib
 import logging
 from collections import Counter
 
-from libp2p.abc import INetStream
+from libp2p.abc import IHost, INetStream, IPubsubRouter
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
@@ -30,7 +30,9 @@ class GuardedPubsub(Pubsub):
     counted; the vehicle carries on.
     """
 
-    stats: Counter[str]
+    def __init__(self, host: IHost, router: IPubsubRouter, stats: Counter[str]) -> None:
+        super().__init__(host, router)
+        self.stats = stats
 
     async def continuously_read_stream(self, stream: INetStream) -> None:
         peer_id = stream.muxed_conn.peer_id

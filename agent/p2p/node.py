@@ -79,8 +79,7 @@ class Node:
             protocols=GOSSIP_PROTOCOLS, degree=6, degree_low=4, degree_high=12,
             heartbeat_interval=1, heartbeat_initial_delay=0.1,
             max_messages_per_topic_per_second=cfg.max_announcements_per_s)
-        self.pubsub = GuardedPubsub(self.host, self.gossip)
-        self.pubsub.stats = self.stats
+        self.pubsub = GuardedPubsub(self.host, self.gossip, self.stats)
         self.server = FetchServer(self.store, self.stats, cfg.max_concurrent_serves,
                                   cfg.fetch_timeout_s)
         self._fetch_slots = trio.CapacityLimiter(cfg.max_concurrent_fetches)
