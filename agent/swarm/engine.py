@@ -103,6 +103,7 @@ class RoundState:
     committing: bool = False
     commitment: RoundCommitment | None = None
     verifying: bool = False
+    done: bool = False  # verified (or handed to a sync): nothing more to do in this round
 
 
 @dataclass
@@ -262,7 +263,7 @@ class Engine:
         st = self._require()
         c = st.commitment
         assert c is not None and st.verifying
-        st.verifying = False
+        st.verifying, st.done = False, True
         if ok:
             self.stats["rounds_verified"] += 1
             return []
@@ -355,7 +356,7 @@ class Engine:
 
     def _verify_if_ready(self) -> list[Action]:
         st = self.state
-        if st is None or st.commitment is None or st.verifying:
+        if st is None or st.commitment is None or st.verifying or st.done:
             return []
         c = st.commitment
         anns = [self._anns.get(h) for h in c.contributions]

@@ -183,6 +183,8 @@ def test_no_remote_peer_can_crash_a_vehicle(data):
     stats = vehicles[0].node.stats
     assert stats["pubsub_bad_frame"] >= 1 and stats["fetch_bad_request"] >= 1
     assert stats["pubsub_bad_message"] >= 1
+    assert all(v.engine is not None and v.engine.stats["rounds_verified"] == fleet.cfg.rounds
+               and not v.engine.stats["verify_mismatch"] for v in vehicles)
     assert_fleet_agrees(fleet, vehicles)
     assert all(len(c.contributions) == 3 for c in all_commitments(fleet))
 
@@ -232,6 +234,8 @@ def test_forged_replayed_and_lying_contributions_never_reach_the_merge(data):
     assert all(s["announce_rejected_unregistered"] >= 1 for s in stats)
     assert sum(s["announce_rejected_stale_round"] for s in stats) >= 1
     assert sum(s["fetch_bad_payload"] for s in stats) >= 1
+    assert all(s["rounds_verified"] == fleet.cfg.rounds and not s["verify_mismatch"]
+               for s in stats)
     result = summarise(fleet, vehicles, [], 0.0)
     assert {v["model_hash"] for v in result.vehicles.values()} == {result.chain_model_hash}
 

@@ -199,6 +199,8 @@ def test_a_commitment_heard_twice_is_verified_once():
     assert e.committed(c, 3.1) == []  # the chain's event, while verifying
     assert e.verified(True) == []
     assert e.committed(c, 3.2) == []  # ... and after: still nothing to do
+    late = ann(3)  # an announcement after the round was settled starts no second check
+    assert not [a for a in e.announced(late, 3.3) if isinstance(a, Verify)]
     assert e.stats["verify_mismatch"] == 0 and e.stats["sync"] == 0
 
 
