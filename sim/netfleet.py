@@ -84,7 +84,9 @@ class NetFleet:
         self.ports = [free_port() for _ in self.identities]
         self.bootstrap = tuple(f"/ip4/127.0.0.1/tcp/{port}/p2p/{ident.peer_id}"
                                for port, ident in zip(self.ports, self.identities, strict=True))
-        self.genesis = self.learner(0).weights()  # the factory model every vehicle ships with
+        first = self.learner(0)
+        self.genesis = first.weights()  # the factory model every vehicle ships with
+        self.layout = first.layout
         self.w3 = embedded()
         self.chain_lane = trio.CapacityLimiter(1)
         self.train_lane = trio.CapacityLimiter(1)
@@ -100,8 +102,7 @@ class NetFleet:
         operator = Account.from_key(hashlib.sha256(f"swarmdrive-sim/{self.cfg.seed}/operator"
                                                    .encode()).digest())
         fund(self.w3, operator.address)
-        layout = self.learner(0).layout
-        address = deploy(self.w3, operator, bytes.fromhex(flat_hash(layout, self.genesis)),
+        address = deploy(self.w3, operator, bytes.fromhex(flat_hash(self.layout, self.genesis)),
                          self.min_peers)
         ledger = Web3Ledger(self.w3, address, operator)
         for ident in self.identities:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import trio
+from libp2p.peer.id import ID
 
 from agent.p2p import announce
 from agent.p2p.announce import Announcement
@@ -199,7 +200,7 @@ class Vehicle:
         log.info("trained round=%d loss=%.4f bytes=%d", a.round, out.loss, len(out.payload))
         self._act(self._engine.contributed(ann, self._now()))
 
-    def _peer_of(self, address: str) -> list[object]:
+    def _peer_of(self, address: str) -> list[ID]:
         return [p for p in self.node.connected() if address_of_peer(p) == address]
 
     async def _fetch(self, a: Fetch) -> None:
@@ -209,7 +210,7 @@ class Vehicle:
         self._fetching += 1
         try:
             payload = await self.node.fetch(Kind.DELTA, a.payload_hash, a.size,
-                                            prefer=self._peer_of(a.sender))  # type: ignore[arg-type]
+                                            prefer=self._peer_of(a.sender))
             ann = self._engine.announcement(a.payload_hash)
             await trio.to_thread.run_sync(self._check_payload, payload, ann,
                                           limiter=self.work_lane)
