@@ -12,52 +12,57 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
-    USAGE = 2  # argparse: unknown flag or missing argument
+    USAGE = 2  # argparse: unknown flag, missing argument, values that do not fit together
     # 10-19 input and configuration (fatal: the same input fails again)
     BAD_VALUE = 10  # an unknown town, weather or other bad argument value
     CAMERA = 11  # a camera, video or image folder that cannot be opened
-    BAD_INPUT_FILE = 12  # a corrupt image or label file passed by name
+    BAD_INPUT_FILE = 12  # a corrupt image or label file, or a folder with some
+    OUTPUT = 13  # an output path that cannot be written (checked before any work)
     # 20-29 models (fatal)
     MODEL_FILE = 20  # a missing, corrupt or foreign model file
     EXPORT = 21  # an export that failed its checks
     # 30-39 chain
     CHAIN_UNREACHABLE = 30  # the RPC endpoint did not answer (not fatal: it may come back)
     CHAIN_REVERT = 31  # the contract refused the transaction (fatal as given)
+    CHAIN_NO_CONTRACT = 32  # no SwarmLedger at the address given (fatal)
     KEY_FILE = 35  # a missing, unreadable or over-permissive key file (fatal)
     # 40-49 p2p: reserved
+    INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
     INTERNAL = 70  # a bug: please report it
 
 
 FATAL = frozenset(c for c in ExitCode if 10 <= c < 30) | {ExitCode.CHAIN_REVERT,
+                                                         ExitCode.CHAIN_NO_CONTRACT,
                                                          ExitCode.KEY_FILE}
 
 
 def exit_code_for(error: BaseException) -> ExitCode | None:
-    """The exit code for a known error type, or None for anything unexpected."""
+    """The exit code for a known error type, or None for anything unexpected.
+
+    Errors of packages above the agent (the simulator) name their own code in an
+    ``exit_code`` class attribute; the agent does not import them.
+    """
     from agent.camera.source import CameraError, CorruptImageError
     from agent.camera.yolo import LabelError
-    from agent.commands.args import UsageError
-    from chain.keys import KeyFileError
-    from chain.launch import ChainLaunchError
-    from chain.ledger import LedgerError, LedgerRevert
-    from models.checkpoint import CheckpointError
-    from models.onnx_export import ExportError
-    from models.runtime import ModelFileError
-    from sim.world import UnknownTownError, UnknownWeatherError
+    from agent.commands.args import OutputPathError, UsageError
+    from chain.errors import KeyFileError, LedgerError, LedgerRevert, NoContractError
+    from models.errors import CheckpointError, ExportError, ModelFileError
 
+    own = getattr(error, "exit_code", None)
+    if isinstance(own, ExitCode):
+        return own
     table: list[tuple[type[BaseException], ExitCode]] = [
         (UsageError, ExitCode.USAGE),
+        (OutputPathError, ExitCode.OUTPUT),
         (CorruptImageError, ExitCode.BAD_INPUT_FILE),
         (LabelError, ExitCode.BAD_INPUT_FILE),
         (CameraError, ExitCode.CAMERA),
-        (UnknownTownError, ExitCode.BAD_VALUE),
-        (UnknownWeatherError, ExitCode.BAD_VALUE),
         (CheckpointError, ExitCode.MODEL_FILE),
         (ModelFileError, ExitCode.MODEL_FILE),
         (ExportError, ExitCode.EXPORT),
+        (NoContractError, ExitCode.CHAIN_NO_CONTRACT),
         (LedgerRevert, ExitCode.CHAIN_REVERT),
         (LedgerError, ExitCode.CHAIN_UNREACHABLE),
-        (ChainLaunchError, ExitCode.CHAIN_UNREACHABLE),
         (KeyFileError, ExitCode.KEY_FILE),
     ]
     for kind, code in table:

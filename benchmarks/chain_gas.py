@@ -15,7 +15,8 @@ from pathlib import Path
 from eth_account import Account
 from web3 import Web3
 
-from chain.launch import Anvil, ChainLaunchError, embedded, fund
+from chain.errors import ChainLaunchError
+from chain.launch import Anvil, embedded, fund
 from chain.ledger import Web3Ledger, deploy
 
 

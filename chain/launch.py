@@ -19,14 +19,12 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.types import Wei
 
+from chain.errors import ChainLaunchError
+
 ROOT = Path(__file__).resolve().parent.parent
 ANVIL_START_TIMEOUT_S = 20.0
 # anvil's first default account (its well-known test mnemonic): funds local test chains only.
 ANVIL_FUNDER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
-
-
-class ChainLaunchError(Exception):
-    """A local chain that cannot be started."""
 
 
 def embedded() -> Web3:

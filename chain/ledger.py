@@ -5,6 +5,10 @@ L2). Every write is signed locally with the vehicle's key, sent once per signed 
 (re-sending the *same* bytes after a dropped connection, so a commit is never doubled), retried
 with backoff while the endpoint is down, and a revert surfaces as ``LedgerRevert`` carrying the
 contract's reason.
+
+Every error web3 can raise is turned into the ledger's own types (``chain.errors``) in one
+place, ``_rpc``: callers never see a web3 or requests exception. Event scans go in bounded
+block ranges, so providers that cap ``eth_getLogs`` work too.
 """
 
 from __future__ import annotations
@@ -17,10 +21,20 @@ from typing import Any, Protocol, TypeVar
 
 from eth_account.signers.local import LocalAccount
 from eth_tester.exceptions import TransactionFailed
+from hexbytes import HexBytes
 from web3 import Web3
-from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound
+from web3.exceptions import (
+    BadFunctionCallOutput,
+    ContractLogicError,
+    TimeExhausted,
+    TooManyRequests,
+    TransactionNotFound,
+    Web3Exception,
+    Web3RPCError,
+)
 
 from chain.compile import load_artifact
+from chain.errors import LedgerError, LedgerRevert, NoContractError
 from chain.merkle import merkle_root
 
 log = logging.getLogger(__name__)
@@ -34,18 +48,16 @@ REVERTS = (ContractLogicError, TransactionFailed)
 RPC_RETRIES = 30  # attempts while the endpoint is unreachable ...
 RPC_BACKOFF_S = (0.1, 2.0)  # ... waiting from 0.1 s, doubling, up to 2 s between attempts
 RECEIPT_TIMEOUT_S = 60.0
+LOG_PAGE_BLOCKS = 10_000  # eth_getLogs range per request: what hosted providers commonly allow
+# What a node answers when the transaction we (re-)send is already in its pool or mined.
+ALREADY_SENT = ("already known", "known transaction", "already imported")
+# What a node answers when a log query spans too much; the page is halved and asked again.
+RANGE_TOO_LARGE = ("block range", "range too large", "query returned more than", "too many",
+                   "limit exceeded")
 
 
-class LedgerError(Exception):
-    """The chain could not be reached or answered nonsense."""
-
-
-class LedgerRevert(LedgerError):
-    """The contract refused a transaction; ``reason`` is its revert message."""
-
-    def __init__(self, action: str, reason: str) -> None:
-        super().__init__(f"{action} reverted: {reason}")
-        self.reason = reason
+class _Transient(Exception):
+    """A condition worth retrying (endpoint down, rate-limited, transaction not yet mined)."""
 
 
 @dataclass(frozen=True)
@@ -104,21 +116,54 @@ class Ledger(Protocol):
     def revoke_release(self, version: int) -> None: ...
 
 
+def rpc_message(e: BaseException) -> str:
+    """The node's own words in a web3 error (its JSON-RPC ``message``), else the text."""
+    msg = getattr(e, "message", None)
+    if not msg and isinstance(getattr(e, "rpc_response", None), dict):
+        msg = e.rpc_response.get("error", {}).get("message")  # type: ignore[attr-defined]
+    return str(msg or e).strip().splitlines()[0][:300] if str(msg or e).strip() else \
+        type(e).__name__
+
+
+def _rpc(what: str, fn: Callable[[], T]) -> T:
+    """Call ``fn`` once, translating every web3/requests error into the ledger's types."""
+    try:
+        return fn()
+    except REVERTS as e:
+        raise LedgerRevert(what, _reason(e)) from None
+    except (ConnectionError, OSError, TimeoutError, TooManyRequests) as e:
+        # requests' ConnectionError and Timeout are OSErrors; web3's provider errors wrap them.
+        raise _Transient(type(e).__name__) from None
+    except BadFunctionCallOutput:
+        raise NoContractError(f"{what}: the contract did not answer as a SwarmLedger does "
+                              "(wrong address or another chain?)") from None
+    except Web3RPCError as e:
+        text = rpc_message(e)
+        if "insufficient funds" in text.lower():
+            raise LedgerError(f"{what}: the sending account has too little ETH to pay for gas "
+                              f"({text})") from None
+        raise LedgerError(f"{what}: the node refused: {text}") from None
+    except Web3Exception as e:
+        if "ProviderConnectionError" in type(e).__name__:
+            raise _Transient(type(e).__name__) from None
+        raise LedgerError(f"{what}: {type(e).__name__}: {rpc_message(e)}") from None
+
+
 def with_retry(what: str, fn: Callable[[], T], retries: int = RPC_RETRIES) -> T:
-    """Call ``fn``, retrying with exponential backoff while the RPC endpoint is unreachable."""
+    """Call ``fn`` through ``_rpc``, retrying with backoff while the endpoint is unreachable."""
     delay = RPC_BACKOFF_S[0]
     for attempt in range(1, retries + 1):
         try:
-            return fn()
-        except (ConnectionError, OSError, TimeoutError) as e:
+            return _rpc(what, fn)
+        except _Transient as e:
             if attempt == retries:
                 raise LedgerError(f"{what}: chain endpoint unreachable after {attempt} attempts "
-                                  f"({type(e).__name__})") from None
+                                  f"({e})") from None
             log.warning("rpc_retry what=%s attempt=%d delay=%.1fs error=%s", what, attempt,
-                        delay, type(e).__name__)
+                        delay, e)
             time.sleep(delay)
             delay = min(RPC_BACKOFF_S[1], delay * 2)
-    raise AssertionError("unreachable")
+    raise AssertionError("unreachable: the loop returns or raises")
 
 
 def deploy(w3: Web3, account: LocalAccount, genesis_hash: bytes, min_peers: int,
@@ -143,12 +188,17 @@ def _send_signed(w3: Web3, account: LocalAccount, tx: dict[str, Any], what: str,
     def send() -> None:
         try:
             w3.eth.send_raw_transaction(signed.raw_transaction)
-        except ValueError as e:
-            # Re-sending after a dropped connection: the node already has it (or mined it).
-            text = str(e).lower()
-            if not any(k in text for k in ("already known", "nonce too low", "already imported",
-                                           "known transaction")):
-                raise
+        except Web3RPCError as e:
+            # Re-sending after a dropped response: the node already has it, or mined it.
+            text = rpc_message(e).lower()
+            if any(k in text for k in ALREADY_SENT):
+                return
+            if "nonce too low" in text and _mined(w3, tx_hash):
+                return
+            if "nonce too low" in text:
+                raise LedgerError(f"{what}: nonce {tx['nonce']} of {account.address} was used by "
+                                  "another transaction") from None
+            raise
 
     with_retry(f"{what}: send", send, retries)
 
@@ -159,12 +209,31 @@ def _send_signed(w3: Web3, account: LocalAccount, tx: dict[str, Any], what: str,
         except (TimeExhausted, TransactionNotFound):
             # A restarted node may have lost the pending pool: send the same bytes again.
             send()
-            raise ConnectionError("transaction not yet mined") from None
+            raise _Transient("transaction not yet mined") from None
 
     rcpt = with_retry(f"{what}: receipt", receipt, retries)
     if rcpt["status"] != 1:
         raise LedgerRevert(what, "transaction failed on chain")
     return rcpt
+
+
+def _mined(w3: Web3, tx_hash: bytes) -> bool:
+    """Whether the node has a receipt for ``tx_hash``."""
+    try:
+        w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+        return True
+    except TransactionNotFound:
+        return False
+
+
+def require_contract(w3: Web3, address: str, retries: int = RPC_RETRIES) -> None:
+    """Raise ``NoContractError`` unless ``address`` holds code on this chain."""
+    checksum = Web3.to_checksum_address(address)
+    code = with_retry(f"code at {address}", lambda: w3.eth.get_code(checksum), retries)
+    if not code:
+        raise NoContractError(f"contract {address}: no contract at this address on chain "
+                              f"{with_retry('chain id', lambda: w3.eth.chain_id, retries)} "
+                              "(wrong address, or another chain?)")
 
 
 class Web3Ledger:
@@ -175,6 +244,7 @@ class Web3Ledger:
         self.w3, self.retries = w3, retries
         self._account = account
         self.address: str = Web3.to_checksum_address(address)
+        require_contract(w3, self.address, retries)
         self.contract = w3.eth.contract(address=self.address, abi=load_artifact()["abi"])
         self._nonce: int | None = None
         self.last_gas_used = 0  # gas of the last transaction this ledger sent
@@ -191,10 +261,27 @@ class Web3Ledger:
         return with_retry(what, fn, self.retries)
 
     def _call(self, what: str, fn: Any, *args: Any) -> Any:
-        try:
-            return self._retry(what, lambda: fn(*args).call())
-        except REVERTS as e:
-            raise LedgerRevert(what, _reason(e)) from None
+        return self._retry(what, lambda: fn(*args).call())
+
+    def _page(self, what: str, event: Any, start: int, stop: int) -> list[Any]:
+        return self._retry(what, lambda: list(event.get_logs(from_block=start, to_block=stop)))
+
+    def _logs(self, what: str, event: Any, from_block: int, to_block: int | None) -> list[Any]:
+        """``event``'s logs in ``[from_block, to_block]``, fetched page by page."""
+        end = self.head() if to_block is None else to_block
+        out: list[Any] = []
+        start, page = from_block, LOG_PAGE_BLOCKS
+        while start <= end:
+            stop = min(end, start + page - 1)
+            try:
+                out += self._page(f"{what} {start}-{stop}", event, start, stop)
+            except LedgerError as e:
+                if page > 1 and any(k in str(e).lower() for k in RANGE_TOO_LARGE):
+                    page //= 2  # the provider caps ranges or results: ask for less
+                    continue
+                raise
+            start = stop + 1
+        return out
 
     def status(self) -> LedgerStatus:
         c = self.contract.functions
@@ -227,9 +314,9 @@ class Web3Ledger:
     def vehicles(self) -> list[str]:
         """The registered vehicles, from the registry's events (replayed in order)."""
         ev = self.contract.events
-        logs = self._retry("registry logs", lambda: [
-            *ev.VehicleRegistered.get_logs(from_block=0),
-            *ev.VehicleRevoked.get_logs(from_block=0)])
+        end = self.head()
+        logs = [*self._logs("registry logs", ev.VehicleRegistered, 0, end),
+                *self._logs("registry logs", ev.VehicleRevoked, 0, end)]
         logs.sort(key=lambda e: (e.blockNumber, e.logIndex))
         members: dict[str, None] = {}
         for e in logs:
@@ -242,32 +329,28 @@ class Web3Ledger:
     def commitments(self, from_block: int = 0,
                     to_block: int | None = None) -> list[RoundCommitment]:
         """RoundCommitted events in a block range (polling; works on every endpoint)."""
-        def fetch() -> list[Any]:
-            end = self.w3.eth.block_number if to_block is None else to_block
-            return list(self.contract.events.RoundCommitted.get_logs(from_block=from_block,
-                                                                     to_block=end))
+        logs = self._logs("RoundCommitted logs", self.contract.events.RoundCommitted,
+                          from_block, to_block)
         return [RoundCommitment(round=e.args.round, committer=e.args.committer,
                                 base_hash=bytes(e.args.base_hash),
                                 model_hash=bytes(e.args.model_hash),
                                 contributions_root=bytes(e.args.contributions_root),
                                 contributions=tuple(bytes(h) for h in e.args.contributions),
                                 block=e.blockNumber)
-                for e in self._retry("RoundCommitted logs", fetch)]
+                for e in logs]
 
     # --- writes --------------------------------------------------------------------------------
 
     def _transact(self, what: str, fn: Any) -> Any:
         sender = self.account.address
-        try:
-            gas = self._retry(what, lambda: fn.estimate_gas({"from": sender}))
-        except REVERTS as e:
-            raise LedgerRevert(what, _reason(e)) from None
+        gas = self._retry(what, lambda: fn.estimate_gas({"from": sender}))
         if self._nonce is None:
             self._nonce = self._retry("nonce", lambda: self.w3.eth.get_transaction_count(
                 sender, "pending"))
         chain_id = self._retry("chain id", lambda: self.w3.eth.chain_id)
-        tx = fn.build_transaction({"from": sender, "nonce": self._nonce, "gas": gas + gas // 5,
-                                   "chainId": chain_id})
+        nonce = self._nonce
+        tx = self._retry(what, lambda: fn.build_transaction(
+            {"from": sender, "nonce": nonce, "gas": gas + gas // 5, "chainId": chain_id}))
         try:
             rcpt = _send_signed(self.w3, self.account, tx, what, self.retries)
         except LedgerError:

@@ -16,15 +16,12 @@ from typing import Any
 import torch
 
 from models.atomic import atomic_write_bytes
+from models.errors import CheckpointError
 from models.layout import ModelLayout, flat_hash
 from models.net import CropNet, NetConfig
 
 FORMAT = "swarmdrive-checkpoint/1"
 MAX_CHECKPOINT_BYTES = 256 << 20  # CropNet is ~0.6 MB; anything this large is not ours
-
-
-class CheckpointError(Exception):
-    """A checkpoint file that is missing, unreadable or not a swarmdrive model."""
 
 
 def state_hash(state: dict[str, torch.Tensor]) -> str:
@@ -62,7 +59,10 @@ def load_checkpoint(path: Path) -> tuple[CropNet, dict[str, Any]]:
     try:
         # weights_only: a checkpoint from a peer or a disk must never run code.
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError):
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
+            KeyError, IndexError, TypeError, AttributeError, UnicodeDecodeError, OSError):
+        # torch.load reads a non-zip file as a legacy pickle stream: text or junk makes the
+        # unpickler fail with whichever of these the first bytes lead to.
         raise CheckpointError(f"model {path}: not a torch checkpoint (corrupt, truncated, another "
                               "format, or holding objects other than tensors)") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.camera.frame import Frame
+from models.frame import Frame
 from models.preprocess import crops
 
 

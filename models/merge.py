@@ -54,6 +54,19 @@ class MergeConfig:
     def __post_init__(self) -> None:
         if self.rule not in RULES:
             raise ValueError(f"unknown merge rule {self.rule!r}; known: {', '.join(RULES)}")
+        if self.byzantine < 0:
+            raise ValueError(f"byzantine {self.byzantine}: the attackers tolerated cannot be "
+                             "negative")
+
+    def problem_with(self, n: int) -> str | None:
+        """Why this rule cannot merge ``n`` contributions, or None when it can."""
+        f = self.byzantine
+        if self.rule == "krum" and n - f - 2 < 1:
+            return f"multi-Krum tolerating {f} attacker(s) needs more than {f + 2} contributions"
+        if self.rule == "trimmed_mean" and f and n - 2 * f < 1:
+            return f"the trimmed mean cutting {f} from each end needs more than {2 * f} " \
+                   "contributions"
+        return None
 
 
 @dataclass(frozen=True)

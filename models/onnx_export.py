@@ -13,19 +13,14 @@ import torch
 
 from models.atomic import atomic_write_bytes
 from models.checkpoint import state_hash
+from models.errors import ExportError
 from models.evaluate import predict
 from models.net import CropNet
+from models.onnx_format import INPUT_NAME, META_FORMAT, META_PREFIX, OUTPUT_NAME
 from models.preprocess import MEAN_RGB, STD_RGB, to_input
 
 OPSET = 17
-INPUT_NAME, OUTPUT_NAME = "crops", "logits"
-META_PREFIX = "swarmdrive."
-META_FORMAT = "1"
 PARITY_TOLERANCE = 1e-4  # max |logit difference| between torch and ONNX Runtime fp32
-
-
-class ExportError(Exception):
-    """The exported model failed a check (ONNX checker or parity)."""
 
 
 def metadata(model: CropNet, classes: tuple[str, ...], precision: str) -> dict[str, str]:

@@ -21,7 +21,9 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from models.atomic import atomic_write_bytes
-from models.onnx_export import INPUT_NAME, META_PREFIX, ExportError, set_metadata
+from models.errors import ExportError
+from models.onnx_export import set_metadata
+from models.onnx_format import INPUT_NAME, META_PREFIX
 from models.preprocess import to_input
 
 MIN_CALIBRATION_CROPS = 16  # fewer gives activation ranges that clip real frames

@@ -10,14 +10,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from models.onnx_export import INPUT_NAME, META_FORMAT, META_PREFIX, OUTPUT_NAME
+from models.errors import ModelFileError
+from models.onnx_format import INPUT_NAME, META_FORMAT, META_PREFIX, OUTPUT_NAME
 from models.preprocess import to_input
 
 MAX_MODEL_BYTES = 64 << 20  # CropNet's ONNX is well under 1 MB
-
-
-class ModelFileError(Exception):
-    """A model file that is missing, not ONNX, or not a swarmdrive export."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +63,32 @@ class OnnxClassifier:
             raise ModelFileError(f"model {path}: ONNX Runtime cannot load it "
                                  f"({str(e).splitlines()[0][:160]})") from None
         self.path = path
+        self._check_signature()
+
+    def _check_signature(self) -> None:
+        """Refuse a model whose graph does not take crops and give one logit per class.
+
+        Metadata can be copied onto any graph; the tensors cannot lie, so a probe run checks
+        what the session really returns.
+        """
+        where = f"model {self.path}"
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if [i.name for i in inputs] != [INPUT_NAME] or OUTPUT_NAME not in [o.name for o in outputs]:
+            raise ModelFileError(f"{where}: expects inputs {[i.name for i in inputs]} and gives "
+                                 f"{[o.name for o in outputs]}, not {INPUT_NAME!r} -> "
+                                 f"{OUTPUT_NAME!r}")
+        s = self.info.input_size
+        if not 4 <= s <= 1024:
+            raise ModelFileError(f"{where}: metadata input_size {s} is outside 4..1024")
+        try:
+            probe = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.zeros((1, 3, s, s),
+                                                                           np.float32)})[0]
+        except Exception as e:  # ORT raises its own types for shape and type mismatches
+            raise ModelFileError(f"{where}: does not take (N, 3, {s}, {s}) float32 crops "
+                                 f"({str(e).splitlines()[0][:160]})") from None
+        if probe.shape != (1, len(self.info.classes)):
+            raise ModelFileError(f"{where}: gives outputs of shape {list(probe.shape)} for one "
+                                 f"crop, but its metadata lists {len(self.info.classes)} classes")
 
     def logits(self, crops: np.ndarray) -> np.ndarray:
         """(N, C) logits for (N, S, S, 3) uint8 BGR crops."""

@@ -10,19 +10,18 @@ from collections.abc import Sequence
 
 from models.data import CropSet, crops_from_frames
 from sim.render import CameraConfig
-from sim.sensor import SyntheticCamera
+from sim.sensor import TEST_SEED_OFFSET, SyntheticCamera
 from sim.world import all_domains
 
-TEST_SEED_OFFSET = 1_000_003  # test drives use seed + this: routes no training drive uses
 FRAME_STRIDE = 5  # keep every 5th frame: neighbours are near-duplicates
 
 
 def domain_crops(town: str, weather: str, seed: int, frames: int, size: int,
                  camera: CameraConfig = CameraConfig(), start: int = 0) -> CropSet:
     """Crops from ``frames`` frames (every ``FRAME_STRIDE``-th) of one drive."""
-    cam = SyntheticCamera(town, weather, seed=seed, start=start, n=frames * FRAME_STRIDE,
-                          camera=camera)
-    return crops_from_frames((f for i, f in enumerate(cam) if i % FRAME_STRIDE == 0), size)
+    cam = SyntheticCamera(town, weather, seed=seed, start=start, n=frames, camera=camera,
+                          stride=FRAME_STRIDE)
+    return crops_from_frames(cam, size)
 
 
 def domains_crops(domains: Sequence[tuple[str, str]], seed: int, frames_per_domain: int,

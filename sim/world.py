@@ -13,20 +13,11 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
+from agent.exit_codes import ExitCode
+from models.classes import CLASSES
+
 BGR = tuple[int, int, int]
 
-# The recognisable classes, in label-id order. The order is part of the YOLO label format
-# and of every exported model: append, never reorder.
-CLASSES: tuple[str, ...] = (
-    "car",
-    "truck",
-    "bus",
-    "motorcycle",
-    "bicycle",
-    "pedestrian",
-    "traffic_light",
-    "stop_sign",
-)
 CLASS_ID: dict[str, int] = {name: i for i, name in enumerate(CLASSES)}
 
 VEHICLES = ("car", "truck", "bus", "motorcycle")
@@ -37,9 +28,13 @@ SIGNALS = ("traffic_light", "stop_sign")
 class UnknownTownError(ValueError):
     """Raised for a town name that is not in ``TOWNS``."""
 
+    exit_code = ExitCode.BAD_VALUE
+
 
 class UnknownWeatherError(ValueError):
     """Raised for a weather name that is not in ``WEATHERS``."""
+
+    exit_code = ExitCode.BAD_VALUE
 
 
 @dataclass(frozen=True)

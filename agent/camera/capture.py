@@ -7,8 +7,8 @@ from pathlib import Path
 
 import cv2
 
-from agent.camera.frame import Frame
 from agent.camera.source import CameraError, SourceStatistics
+from models.frame import Frame
 
 MAX_FAILED_READS = 30  # consecutive failed reads before a live device counts as gone
 
@@ -20,8 +20,6 @@ class VideoCaptureSource:
         self.name = f"video device {target}" if isinstance(target, int) else f"video {target}"
         if isinstance(target, str) and "://" not in target and not Path(target).is_file():
             raise CameraError(f"{self.name}: no such file")
-        # OpenCV prints its own warnings to stderr for a missing device; we report it ourselves.
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         self._cap = cv2.VideoCapture(target)
         if not self._cap.isOpened():
             self._cap.release()

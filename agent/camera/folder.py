@@ -6,9 +6,9 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from agent.camera.frame import Frame
 from agent.camera.source import CameraError, CorruptImageError, SourceStatistics, read_image
 from agent.camera.yolo import LabelError, label_path_for, read_labels
+from models.frame import Frame
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,8 @@ def load_frame(path: Path, n_classes: int) -> Frame:
 class ImageFolderSource:
     """Frames from the images in a folder (or its ``images/`` subfolder), in name order.
 
-    Corrupt images and bad label files are skipped, logged and counted in ``statistics()``;
+    Corrupt images and bad label files are skipped, logged (info) and counted in
+    ``statistics()`` for the caller to report;
     they never stop the iteration.
     """
 
@@ -54,7 +55,7 @@ class ImageFolderSource:
                 frame = load_frame(path, self.n_classes)
             except (CorruptImageError, LabelError) as e:
                 self._skipped += 1
-                log.warning("skip_frame source=%s reason=%s", self.name, e)
+                log.info("skip_frame source=%s reason=%s", self.name, e)
                 continue
             self._frames += 1
             yield frame

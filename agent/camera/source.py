@@ -3,24 +3,34 @@
 A source is an iterator of ``Frame`` with ``close()`` and ``statistics()``; use it in a
 ``with`` block. ``open_source(spec)`` builds one from a string a person can type:
 
-    sim:Town01/ClearNoon[?seed=1&start=0&n=100]   the simulator's camera
     video:0 | video:drive.mp4 | rtsp://...         OpenCV VideoCapture (device, file, stream)
     DIR                                            an image folder with YOLO labels
+    SCHEME:...                                     a camera another package registers under
+                                                   the ``swarmdrive.cameras`` entry-point group:
+                                                   the simulator's ``sim:TOWN/WEATHER``
+
+The vehicle does not need the simulator: it only finds the ``sim:`` scheme when the simulator
+is installed beside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import parse_qsl
 
 import cv2
 import numpy as np
 
-from agent.camera.frame import Frame
+from models.frame import Frame
 
+# OpenCV prints its own warnings (a truncated PNG, a missing device) straight to stderr; we
+# report each problem ourselves, once, naming the file or device.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+CAMERA_SCHEMES = "swarmdrive.cameras"  # entry-point group: scheme -> open(spec, n_classes)
 MAX_IMAGE_BYTES = 64 << 20  # a 4K PNG is ~25 MB; refuse to decode anything larger
 
 
@@ -74,33 +84,30 @@ def read_image(path: Path) -> np.ndarray:
     return img
 
 
+def scheme_opener(scheme: str) -> Callable[[str, int], CameraSource] | None:
+    """The opener an installed package registers for ``scheme`` (``sim`` from the simulator)."""
+    for ep in entry_points(group=CAMERA_SCHEMES, name=scheme):
+        opener: Callable[[str, int], CameraSource] = ep.load()
+        return opener
+    return None
+
+
 def open_source(spec: str, n_classes: int) -> CameraSource:
     """Open the camera named by ``spec`` (see the module docstring)."""
-    # Imported here: the sim pulls in the renderer, which a vehicle without it never needs.
+    # Imported here: OpenCV capture and folder scanning are only needed once a camera opens.
     from agent.camera.capture import VideoCaptureSource
     from agent.camera.folder import ImageFolderSource
 
-    if spec.startswith("sim:"):
-        from sim.sensor import SyntheticCamera
-
-        where, _, query = spec[4:].partition("?")
-        town, _, weather = where.partition("/")
-        if not town or not weather:
-            raise CameraError(f"camera {spec!r}: expected sim:TOWN/WEATHER")
-        try:
-            opts = {k: int(v) for k, v in parse_qsl(query, strict_parsing=bool(query))}
-        except ValueError:
-            raise CameraError(f"camera {spec!r}: options must be seed=, start= and n= integers") \
-                from None
-        unknown = set(opts) - {"seed", "start", "n"}
-        if unknown:
-            raise CameraError(f"camera {spec!r}: unknown option(s) {', '.join(sorted(unknown))}")
-        return SyntheticCamera(town, weather, seed=opts.get("seed", 0),
-                               start=opts.get("start", 0), n=opts.get("n"))
     if spec.startswith("video:"):
         target = spec[6:]
         return VideoCaptureSource(int(target) if target.isdigit() else target)
     if "://" in spec:
         return VideoCaptureSource(spec)
+    scheme, sep, _ = spec.partition(":")
+    if sep and scheme.isidentifier() and len(scheme) > 1:
+        opener = scheme_opener(scheme)
+        if opener is None:
+            raise CameraError(f"camera {spec!r}: no installed package provides the {scheme}: "
+                              "scheme")
+        return opener(spec, n_classes)
     return ImageFolderSource(Path(spec), n_classes)
-

@@ -1,4 +1,8 @@
-"""``swarmdrive chain``: deploy the fleet contract, manage membership, read rounds and releases."""
+"""``swarmdrive chain``: deploy the fleet contract, manage membership, read rounds and releases.
+
+One subcommand per action, each with its own help. Every address, hash, URL and file is checked
+before the first request; web3 is imported only when a subcommand runs.
+"""
 
 from __future__ import annotations
 
@@ -7,33 +11,72 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from web3 import Web3
+from agent.commands.args import UsageError, add_command, int_range, non_negative_int
 
-from agent.commands.args import UsageError
-from chain.keys import load_key, new_key_file
-from chain.ledger import Web3Ledger, deploy
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from web3 import Web3
+
+    from chain.ledger import Web3Ledger
 
 RPC_ENV, CONTRACT_ENV = "SWARMDRIVE_RPC", "SWARMDRIVE_CONTRACT"
 CLI_RPC_RETRIES = 3  # a person at a terminal wants a quick answer, not a minute of backoff
-ACTIONS = ("keygen", "deploy", "register", "revoke", "status", "rounds", "releases")
+CLI_RPC_TIMEOUT_S = 5.0  # per request: 3 attempts end well within 30 s on a hung endpoint
+MAX_CONTRIBUTIONS = 64  # the contract's bound on a round's contributions
+DEV_CHAIN_IDS = (31337, 1337)  # anvil/hardhat and geth --dev: test ETH is free there
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("chain", help="the fleet contract: deploy, membership, rounds, releases")
-    p.add_argument("action", choices=ACTIONS)
-    p.add_argument("address", nargs="?", help="vehicle address (register, revoke)")
-    p.add_argument("--rpc", default=os.environ.get(RPC_ENV),
-                   help=f"JSON-RPC endpoint, e.g. http://127.0.0.1:8545 (or {RPC_ENV})")
-    p.add_argument("--contract", default=os.environ.get(CONTRACT_ENV),
-                   help=f"SwarmLedger address (or {CONTRACT_ENV})")
-    p.add_argument("--keystore", type=Path, help="key file (mode 0600) that signs transactions")
-    p.add_argument("--password-file", type=Path, help="password of an encrypted keystore")
-    p.add_argument("--genesis", default="00" * 32, help="deploy: genesis model hash (hex)")
-    p.add_argument("--min-peers", type=int, default=2, help="deploy: contributions per round")
-    p.add_argument("--from-block", type=int, default=0, help="rounds: first block to read")
-    p.set_defaults(run=run)
+def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    p = add_command(sub, common, "chain", "the fleet contract: deploy, membership, rounds",
+                    "The fleet's SwarmLedger contract: keys, deployment, membership, rounds and "
+                    "releases.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION",
+                               parser_class=type(p))
+    rpc = argparse.ArgumentParser(add_help=False)
+    rpc.add_argument("--rpc", default=os.environ.get(RPC_ENV), metavar="URL",
+                     help=f"JSON-RPC endpoint, http(s)://HOST:PORT (or set {RPC_ENV})")
+    contract = argparse.ArgumentParser(add_help=False)
+    contract.add_argument("--contract", default=os.environ.get(CONTRACT_ENV), metavar="ADDRESS",
+                          help=f"SwarmLedger address (or set {CONTRACT_ENV})")
+    key = argparse.ArgumentParser(add_help=False)
+    key.add_argument("--keystore", type=Path, metavar="FILE",
+                     help="key file (mode 0600) that signs transactions")
+    key.add_argument("--password-file", type=Path, metavar="FILE",
+                     help="file holding the password of an encrypted keystore")
+
+    def action(name: str, summary: str, *parents: argparse.ArgumentParser
+               ) -> argparse.ArgumentParser:
+        return add_command(actions, common, name, summary, parents=parents)
+
+    a = action("keygen", "write a new key file (mode 0600) for a vehicle or the operator", key)
+    a.set_defaults(run=keygen)
+    a = action("deploy", "deploy a new SwarmLedger; the signing key becomes its operator",
+               rpc, key)
+    a.add_argument("--genesis", default="00" * 32, metavar="HEX",
+                   help="model hash (32 bytes hex) that round 0 starts from")
+    a.add_argument("--min-peers", type=int_range(1, MAX_CONTRIBUTIONS), default=2,
+                   help="contributions a round needs")
+    a.set_defaults(run=deploy)
+    for name, summary in (("register", "admit a vehicle's account to the fleet"),
+                          ("revoke", "remove a vehicle's account from the fleet")):
+        a = action(name, summary, rpc, contract, key)
+        a.add_argument("address", metavar="VEHICLE", help="the vehicle's account (0x...)")
+        a.set_defaults(run=membership)
+    a = action("fund", "send test ETH to an account on a local dev chain (anvil)", rpc)
+    a.add_argument("address", metavar="ACCOUNT", help="the account to fund (0x...)")
+    a.add_argument("--eth", type=int_range(1, 10_000), default=100, help="how much ETH")
+    a.set_defaults(run=fund)
+    a = action("status", "the contract's operator, parameters and counters", rpc, contract)
+    a.set_defaults(run=status)
+    a = action("rounds", "every committed round, one JSON line each", rpc, contract)
+    a.add_argument("--from-block", type=non_negative_int, default=0,
+                   help="first block to read")
+    a.set_defaults(run=rounds)
+    a = action("releases", "every published model release, one JSON line each", rpc, contract)
+    a.set_defaults(run=releases)
 
 
 def _need(value: Any, flag: str, action: str, what: str) -> Any:
@@ -52,56 +95,152 @@ def _hex32(text: str, name: str) -> bytes:
     return raw
 
 
-def _out(obj: Any) -> None:
-    def enc(v: Any) -> Any:
-        return "0x" + v.hex() if isinstance(v, bytes) else v
+def _address(text: str | None, flag: str, action: str, what: str) -> str:
+    from web3 import Web3
 
+    value: str = _need(text, flag, action, what)
+    if not Web3.is_address(value):
+        raise UsageError(f"{flag.split()[0]} {value!r} is not an address (0x and 40 hex digits)")
+    return str(Web3.to_checksum_address(value))
+
+
+def _web3(args: argparse.Namespace) -> Web3:
+    url = _need(args.rpc, "--rpc URL", args.action,
+                f"the chain's JSON-RPC endpoint, or set {RPC_ENV}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--rpc {url!r} is not an http(s)://HOST[:PORT] URL")
+    try:
+        parts.port  # noqa: B018  # raises on a malformed port
+    except ValueError:
+        raise UsageError(f"--rpc {url!r} has a malformed port") from None
+    from web3 import Web3
+
+    # No provider-level retries: the ledger's own retry decides, so a hung endpoint fails in
+    # CLI_RPC_RETRIES * CLI_RPC_TIMEOUT_S seconds, not minutes.
+    return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": CLI_RPC_TIMEOUT_S},
+                                  exception_retry_configuration=None))
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    from chain.errors import KeyFileError
+
+    path: Path | None = args.password_file
+    if path is None:
+        return None
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        raise KeyFileError(f"password file {path}: no such file") from None
+    except IsADirectoryError:
+        raise KeyFileError(f"password file {path}: is a directory") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise KeyFileError(f"password file {path}: cannot read ({e})") from None
+
+
+def _signer(args: argparse.Namespace) -> LocalAccount:
+    from chain.keys import load_key
+
+    path = _need(args.keystore, "--keystore FILE", args.action,
+                 "the key that signs the transaction")
+    return load_key(path, _password(args))
+
+
+def _funded(w3: Web3, account: LocalAccount) -> None:
+    """Refuse early, with the way out, when the signer cannot pay for gas."""
+    from chain.errors import LedgerError
+    from chain.ledger import with_retry
+
+    balance = with_retry("balance", lambda: w3.eth.get_balance(account.address), CLI_RPC_RETRIES)
+    if balance == 0:
+        raise LedgerError(f"account {account.address} has no ETH on this chain to pay for gas: "
+                          f"on anvil run 'swarmdrive chain fund {account.address} --rpc URL'; on "
+                          "a real network send it ETH from a funded wallet")
+
+
+def _ledger(args: argparse.Namespace, w3: Web3, account: LocalAccount | None) -> Web3Ledger:
+    from chain.ledger import Web3Ledger
+
+    address = _address(args.contract, "--contract ADDRESS", args.action,
+                       f"the SwarmLedger address, or set {CONTRACT_ENV}")
+    return Web3Ledger(w3, address, account, retries=CLI_RPC_RETRIES)
+
+
+def _out(obj: Any) -> None:
     def walk(v: Any) -> Any:
         if isinstance(v, dict):
             return {k: walk(x) for k, x in v.items()}
         if isinstance(v, list | tuple):
             return [walk(x) for x in v]
-        return enc(v)
-    print(json.dumps(walk(obj)))
+        return "0x" + v.hex() if isinstance(v, bytes) else v
+    print(json.dumps(walk(obj)), flush=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    action = args.action
-    password = args.password_file.read_text().strip() if args.password_file else None
-    if action == "keygen":
-        path = _need(args.keystore, "--keystore FILE", action, "where to write the new key")
-        _out({"address": new_key_file(path, password).address, "keystore": str(path)})
-        return 0
-    rpc = _need(args.rpc, "--rpc URL", action, f"the chain's JSON-RPC endpoint, or set {RPC_ENV}")
-    w3 = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 10}))
-    writes = action in ("deploy", "register", "revoke")
-    account = None
-    if writes:
-        key = _need(args.keystore, "--keystore FILE", action, "the key that signs the transaction")
-        account = load_key(key, password)
-    if action == "deploy":
-        assert account is not None
-        genesis = _hex32(args.genesis, "--genesis")
-        address = deploy(w3, account, genesis, args.min_peers, retries=CLI_RPC_RETRIES)
-        _out({"contract": address, "operator": account.address})
-        return 0
-    contract = _need(args.contract, "--contract ADDRESS", action,
-                     f"the SwarmLedger address, or set {CONTRACT_ENV}")
-    if not Web3.is_address(contract):
-        raise UsageError(f"--contract {contract!r} is not an address")
-    ledger = Web3Ledger(w3, contract, account, retries=CLI_RPC_RETRIES)
-    if action in ("register", "revoke"):
-        vehicle = _need(args.address, "a vehicle ADDRESS", action, "the vehicle's account")
-        if not Web3.is_address(vehicle):
-            raise UsageError(f"{vehicle!r} is not an address")
-        (ledger.register if action == "register" else ledger.revoke)(vehicle)
-        _out({action: vehicle, "vehicle_count": ledger.status().vehicle_count})
-    elif action == "status":
-        _out(asdict(ledger.status()))
-    elif action == "rounds":
-        for c in ledger.commitments(from_block=args.from_block):
-            _out(asdict(c))
-    elif action == "releases":
-        for v in range(1, ledger.status().release_count + 1):
-            _out(asdict(ledger.release(v)))
+def keygen(args: argparse.Namespace) -> int:
+    from chain.keys import new_key_file
+
+    path = _need(args.keystore, "--keystore FILE", args.action, "where to write the new key")
+    _out({"address": new_key_file(path, _password(args)).address, "keystore": str(path)})
+    return 0
+
+
+def deploy(args: argparse.Namespace) -> int:
+    from chain.ledger import deploy as deploy_ledger
+
+    genesis = _hex32(args.genesis, "--genesis")
+    w3, account = _web3(args), _signer(args)
+    _funded(w3, account)
+    address = deploy_ledger(w3, account, genesis, args.min_peers, retries=CLI_RPC_RETRIES)
+    _out({"contract": address, "operator": account.address})
+    return 0
+
+
+def membership(args: argparse.Namespace) -> int:
+    vehicle = _address(args.address, "VEHICLE", args.action, "the vehicle's account")
+    w3, account = _web3(args), _signer(args)
+    ledger = _ledger(args, w3, account)
+    _funded(w3, account)
+    (ledger.register if args.action == "register" else ledger.revoke)(vehicle)
+    _out({args.action: vehicle, "vehicle_count": ledger.status().vehicle_count})
+    return 0
+
+
+def fund(args: argparse.Namespace) -> int:
+    from web3 import Web3
+
+    from chain.errors import LedgerError
+    from chain.launch import fund as send_eth
+    from chain.ledger import with_retry
+
+    account = _address(args.address, "ACCOUNT", args.action, "the account to fund")
+    w3 = _web3(args)
+    chain_id = with_retry("chain id", lambda: w3.eth.chain_id, CLI_RPC_RETRIES)
+    if chain_id not in DEV_CHAIN_IDS:
+        raise UsageError(f"chain fund works on local dev chains only (chain id "
+                         f"{' or '.join(map(str, DEV_CHAIN_IDS))}); this is chain {chain_id}: "
+                         "send real ETH from a funded wallet")
+    with_retry("fund", lambda: send_eth(w3, account, args.eth * 10**18), CLI_RPC_RETRIES)
+    balance = with_retry("balance", lambda: w3.eth.get_balance(Web3.to_checksum_address(account)),
+                         CLI_RPC_RETRIES)
+    if balance < args.eth * 10**18:
+        raise LedgerError(f"fund {account}: the transfer did not arrive")
+    _out({"account": account, "balance_wei": balance})
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    _out(asdict(_ledger(args, _web3(args), None).status()))
+    return 0
+
+
+def rounds(args: argparse.Namespace) -> int:
+    for c in _ledger(args, _web3(args), None).commitments(from_block=args.from_block):
+        _out(asdict(c))
+    return 0
+
+
+def releases(args: argparse.Namespace) -> int:
+    ledger = _ledger(args, _web3(args), None)
+    for v in range(1, ledger.status().release_count + 1):
+        _out(asdict(ledger.release(v)))
     return 0

@@ -1,4 +1,7 @@
-"""``swarmdrive export``: a checkpoint to ONNX (fp32, or int8 calibrated on local frames)."""
+"""``swarmdrive export``: a checkpoint to ONNX (fp32, or int8 calibrated on local frames).
+
+Heavy imports (torch, onnx) live in ``run``: ``swarmdrive --help`` must not pay for them.
+"""
 
 from __future__ import annotations
 
@@ -7,54 +10,52 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-import onnx
-
-from agent.camera.source import CameraError, open_source
-from agent.commands.args import positive_int
-from models.checkpoint import load_checkpoint
-from models.data import crops_from_frames
-from models.evaluate import predict
-from models.onnx_export import export, to_onnx
-from models.quantize import quantize_int8
-from models.runtime import OnnxClassifier
-from sim.datasets import domains_crops
-from sim.world import all_domains
+from agent.commands.args import add_command, check_output_file, positive_int
 
 CALIBRATION_CROPS = 512  # enough for stable activation ranges; more only slows the export
+MAX_FRAMES = 1000  # per calibration source: bounds an endless camera
+DEFAULT_CALIBRATION = "sim:*/*?seed=7&n={frames}&stride=5"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("export", help="export a checkpoint to ONNX")
+def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    p = add_command(sub, common, "export", "export a checkpoint to ONNX",
+                    "Export a checkpoint to ONNX, parity-checked against torch (fp32) or "
+                    "calibrated on labelled frames (int8).")
     p.add_argument("model", type=Path, help="checkpoint written by 'swarmdrive train'")
     p.add_argument("--out", type=Path, required=True, help="ONNX file to write")
     p.add_argument("--int8", action="store_true", help="int8 static quantisation")
-    p.add_argument("--calibration", help="labelled frames for calibration and parity checks: "
-                   "an image folder with YOLO labels or sim:TOWN/WEATHER (default: a few sim "
-                   "frames of every domain)")
+    p.add_argument("--calibration", metavar="SPEC",
+                   help="labelled frames for calibration and parity checks: an image folder "
+                        "with YOLO labels or sim:TOWN/WEATHER?n=FRAMES (default: "
+                        "--calibration-frames sim frames of every domain)")
     p.add_argument("--calibration-frames", type=positive_int, default=2,
                    help="sim frames per domain when --calibration is not given")
+    p.add_argument("--max-frames", type=positive_int, default=MAX_FRAMES,
+                   help="frames read from --calibration at most (an endless camera stops here)")
     p.set_defaults(run=run)
 
 
-def calibration_crops(args: argparse.Namespace, size: int, n_classes: int) -> np.ndarray:
-    if args.calibration:
-        with open_source(args.calibration, n_classes) as src:
-            images = crops_from_frames(src, size).images
-        if len(images) == 0:
-            raise CameraError(f"{args.calibration}: no labelled boxes to calibrate on")
-    else:
-        images = domains_crops(all_domains(), 7, args.calibration_frames, size).images
-    rng = np.random.default_rng(0)
-    if len(images) > CALIBRATION_CROPS:
-        images = images[np.sort(rng.choice(len(images), CALIBRATION_CROPS, replace=False))]
-    return images
-
-
 def run(args: argparse.Namespace) -> int:
+    check_output_file(args.out)
+    import numpy as np
+    import onnx
+
+    from agent.commands.sources import collect_crops
+    from models.checkpoint import load_checkpoint
+    from models.evaluate import predict
+    from models.onnx_export import export, to_onnx
+    from models.quantize import quantize_int8
+    from models.runtime import OnnxClassifier
+
     model, ckpt = load_checkpoint(args.model)
     classes = tuple(ckpt["classes"])
-    images = calibration_crops(args, model.config.input_size, len(classes))
+    spec = args.calibration or DEFAULT_CALIBRATION.format(frames=args.calibration_frames)
+    got = collect_crops([spec], len(classes), model.config.input_size, args.max_frames,
+                        "calibrate")
+    images = got.crops.images
+    if len(images) > CALIBRATION_CROPS:
+        rng = np.random.default_rng(0)
+        images = images[np.sort(rng.choice(len(images), CALIBRATION_CROPS, replace=False))]
     summary: dict[str, object] = {"out": str(args.out), "model_hash": ckpt["model_hash"],
                                   "calibration_crops": len(images)}
     if args.int8:
@@ -72,4 +73,4 @@ def run(args: argparse.Namespace) -> int:
     if args.int8 and summary["agreement_with_fp32"] < 0.95:  # type: ignore[operator]
         print("swarmdrive: warning: int8 model disagrees with fp32 on more than 5% of the "
               "calibration crops", file=sys.stderr)
-    return 0
+    return got.report_skipped()

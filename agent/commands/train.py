@@ -1,80 +1,100 @@
-"""``swarmdrive train``: train a crop classifier on simulator drives or a camera source."""
+"""``swarmdrive train``: train the crop classifier on camera sources (the simulator's by default).
+
+Heavy imports (torch) live in ``run``: ``swarmdrive --help`` must not pay for them.
+"""
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
+from agent.commands.args import (
+    UsageError,
+    add_command,
+    check_output_file,
+    int_range,
+    non_negative_int,
+    positive_int,
+)
 
-from agent.camera.source import CameraError, open_source
-from agent.commands.args import positive_int
-from models.checkpoint import save_checkpoint
-from models.data import CropSet, crops_from_frames
-from models.evaluate import evaluate
-from models.net import CropNet, NetConfig
-from models.train import TrainConfig, train
-from sim.datasets import domains_crops, fleet_test_set
-from sim.world import CLASSES, TOWNS, WEATHERS, get_town, get_weather
+MAX_FRAMES = 5000  # per source: bounds an endless camera and the crops held in memory
+DEFAULT_SOURCE = "sim:{town}/{weather}?seed={seed}&n={frames}&stride=5"
+EVAL_SOURCE = "sim:*/*?seed={seed}&n={frames}&stride=5&split=test"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("train", help="train the object-recognition model")
-    p.add_argument("--source", help="camera source instead of the sim: an image folder with "
-                   "YOLO labels, or sim:TOWN/WEATHER")
-    p.add_argument("--town", action="append", help="sim town (repeat; default: all towns)")
+def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    p = add_command(sub, common, "train", "train the object-recognition model",
+                    "Train the crop classifier on labelled frames: the simulator's drives (every "
+                    "town under every weather unless --town/--weather narrow it) or --source.")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint to write (.pt)")
+    p.add_argument("--source", action="append", metavar="SPEC",
+                   help="camera source instead of the sim drives (repeat for several): an image "
+                        "folder with YOLO labels, or sim:TOWN/WEATHER?n=FRAMES")
+    p.add_argument("--town", action="append", help="sim town (repeat; default: every town)")
     p.add_argument("--weather", action="append",
-                   help="sim weather (repeat; default: all presets)")
+                   help="sim weather (repeat; default: every preset)")
     p.add_argument("--frames", type=positive_int, default=40,
                    help="sim frames per (town, weather) domain")
-    p.add_argument("--steps", type=positive_int, default=1200)
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
-    p.add_argument("--eval-frames", type=int, default=8,
+    p.add_argument("--max-frames", type=positive_int, default=MAX_FRAMES,
+                   help="frames read from each --source at most (an endless camera stops here)")
+    p.add_argument("--steps", type=positive_int, default=1200, help="optimiser steps")
+    p.add_argument("--batch-size", type=int_range(1, 65536), default=128, help="crops per step")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of data and weights")
+    p.add_argument("--threads", type=int_range(1, 256), default=2, help="torch CPU threads")
+    p.add_argument("--eval-frames", type=non_negative_int, default=8,
                    help="frames per domain of the fleet-wide test set (0: skip evaluation)")
-    p.add_argument("--out", type=Path, required=True, help="checkpoint to write (.pt)")
     p.set_defaults(run=run)
 
 
-def load_data(args: argparse.Namespace, size: int) -> CropSet:
+def training_sources(args: argparse.Namespace) -> list[str]:
     if args.source:
-        with open_source(args.source, len(CLASSES)) as src:
-            data = crops_from_frames(src, size)
-            stats = src.statistics()
-        if stats.skipped:
-            print(f"swarmdrive: skipped {stats.skipped} unreadable file(s) in {args.source}",
-                  file=sys.stderr)
-        if len(data) == 0:
-            raise CameraError(f"{args.source}: no labelled boxes to train on")
-        return data
-    towns = [get_town(t).name for t in args.town or TOWNS]
-    weathers = [get_weather(w).name for w in args.weather or WEATHERS]
-    return domains_crops(list(itertools.product(towns, weathers)), args.seed, args.frames, size)
+        if args.town or args.weather:
+            raise UsageError("--town/--weather choose the sim drives; they do not apply to "
+                             "--source")
+        return list(args.source)
+    return [DEFAULT_SOURCE.format(town=t, weather=w, seed=args.seed, frames=args.frames)
+            for t in args.town or ["*"] for w in args.weather or ["*"]]
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_file(args.out)
+    sources = training_sources(args)
+    import torch
+
+    from agent.commands.sources import collect_crops
+    from models.checkpoint import save_checkpoint
+    from models.classes import CLASSES
+    from models.evaluate import evaluate
+    from models.net import CropNet, NetConfig
+    from models.train import TrainConfig, train
+
     torch.set_num_threads(args.threads)
     config = NetConfig(n_classes=len(CLASSES))
-    data = load_data(args, config.input_size)
-    print(f"training on {len(data)} crops for {args.steps} steps", file=sys.stderr)
+    got = collect_crops(sources, len(CLASSES), config.input_size, args.max_frames, "train")
+    data = got.crops
+    print(f"training on {len(data)} crops from {got.frames} frames for {args.steps} steps",
+          file=sys.stderr, flush=True)
+    if len(data) < 200:
+        print(f"swarmdrive: warning: {len(data)} crops are few; expect a weak model (train on "
+              "more frames)", file=sys.stderr)
     torch.manual_seed(args.seed)
     model = CropNet(config)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
     result = train(model, data, cfg, progress=lambda step, loss: print(
-        f"step {step}/{cfg.steps} loss {loss:.4f}", file=sys.stderr))
+        f"step {step}/{cfg.steps} loss {loss:.4f}", file=sys.stderr, flush=True))
     summary: dict[str, object] = {"out": str(args.out), "crops": len(data),
                                   "steps": result.steps, "final_loss": round(result.final_loss, 5),
                                   "train_s": round(result.seconds, 1)}
     if args.eval_frames > 0:
-        test = fleet_test_set(args.seed, args.eval_frames, config.input_size)
-        rep = evaluate(model, test, CLASSES)
-        summary["fleet_test"] = rep.to_dict()
-    summary["model_hash"] = save_checkpoint(args.out, model, CLASSES,
-                                            meta={"train": asdict(cfg), "source": args.source})
+        spec = EVAL_SOURCE.format(seed=args.seed, frames=args.eval_frames)
+        test = collect_crops([spec], len(CLASSES), config.input_size, args.max_frames,
+                             "evaluate").crops
+        summary["fleet_test"] = evaluate(model, test, CLASSES).to_dict()
+    summary["model_hash"] = save_checkpoint(
+        args.out, model, CLASSES,
+        meta={"train": asdict(cfg), "sources": sources})
     print(json.dumps(summary))
-    return 0
+    return got.report_skipped()

@@ -13,7 +13,8 @@ from typing import TypeVar
 
 import trio
 
-from chain.ledger import Ledger, LedgerError, RoundCommitment
+from chain.errors import LedgerError
+from chain.ledger import Ledger, RoundCommitment
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

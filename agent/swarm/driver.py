@@ -41,7 +41,8 @@ from agent.swarm.engine import (
     Verify,
 )
 from agent.swarm.learner import Contributed, Learner
-from chain.ledger import LedgerError, RoundCommitment
+from chain.errors import LedgerError
+from chain.ledger import RoundCommitment
 from models.atomic import atomic_write_bytes
 from models.codec import CodecError, decode
 from models.layout import flat_hash, model_bytes, model_from_bytes

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from chain.compile import compile_ledger, load_artifact
-from chain.ledger import LedgerRevert
+from chain.errors import LedgerRevert
 from chain.merkle import merkle_root
 from tests.chain.conftest import GENESIS
 

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, state_hash
+from models.checkpoint import load_checkpoint, save_checkpoint, state_hash
+from models.errors import CheckpointError
 from models.net import CropNet, NetConfig
 from sim.world import CLASSES
 

@@ -4,10 +4,11 @@ import numpy as np
 import onnx
 import pytest
 
+from models.errors import ExportError, ModelFileError
 from models.evaluate import predict
-from models.onnx_export import PARITY_TOLERANCE, ExportError, to_onnx
+from models.onnx_export import PARITY_TOLERANCE, to_onnx
 from models.quantize import quantize_int8
-from models.runtime import ModelFileError, OnnxClassifier
+from models.runtime import OnnxClassifier
 from sim.world import CLASSES
 
 

@@ -7,7 +7,8 @@ import os
 import pytest
 
 from agent.p2p.identity import Identity, address_of_peer
-from chain.keys import KeyFileError, new_key_file
+from chain.errors import KeyFileError
+from chain.keys import new_key_file
 
 
 def test_the_key_file_gives_the_same_peer_id_and_account_every_start(tmp_path):

@@ -13,69 +13,78 @@ import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from agent.commands.args import UsageError, positive_int
-from agent.swarm.engine import EngineConfig
-from models.atomic import atomic_write_bytes
-from models.checkpoint import save_checkpoint
-from models.codec import DENSE, CodecConfig
-from models.merge import COORDINATE_RULES, MIN_DENSITY_FOR_COORDINATE_RULES, RULES, MergeConfig
-from models.net import CropNet
-from sim.attacks import ATTACKS
-from sim.fleet import (
-    FleetConfig,
-    FleetData,
-    RoundStats,
-    make_fleet_data,
-    run_central,
-    run_local,
-    run_swarm,
+from agent.commands.args import (
+    UsageError,
+    add_command,
+    check_output_dir,
+    float_range,
+    int_range,
+    non_negative_int,
+    positive_int,
 )
-from sim.netfleet import NetFleetConfig, RoundReport, run_swarm_p2p
-from sim.world import CLASSES
+
+if TYPE_CHECKING:
+    from models.net import CropNet
+    from sim.fleet import FleetConfig, FleetData, RoundStats
+    from sim.netfleet import RoundReport
 
 TRANSPORTS = ("libp2p", "memory")
+# Literals, so that --help needs no numpy; tests/sim/test_commands.py holds them (and the
+# defaults below) equal to models.merge.RULES, sim.attacks.ATTACKS and FleetConfig().
+RULE_NAMES = ("mean", "median", "trimmed_mean", "krum", "geomed", "cclip")
+ATTACK_NAMES = ("sign_flip", "noise", "alie")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    d = FleetConfig()
-    p = sub.add_parser("sim", help="simulate a fleet learning together")
+def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    p = add_command(sub, common, "sim", "simulate a fleet learning together",
+                    "Run a whole fleet on this machine: every vehicle trains on its own drives, "
+                    "exchanges compressed deltas and verifies every round.")
     p.add_argument("--transport", choices=TRANSPORTS, default="libp2p",
                    help="libp2p: a host per vehicle on 127.0.0.1 and an embedded chain; "
                         "memory: payloads as bytes in one loop")
-    p.add_argument("--vehicles", type=positive_int, default=d.vehicles)
-    p.add_argument("--rounds", type=positive_int, default=d.rounds)
-    p.add_argument("--local-steps", type=positive_int, default=d.local_steps)
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
-    p.add_argument("--frames", type=positive_int, default=d.frames_per_weather,
+    p.add_argument("--vehicles", type=int_range(2, 64), default=8, help="vehicles in the fleet")
+    p.add_argument("--rounds", type=int_range(1, 100_000), default=20, help="swarm rounds")
+    p.add_argument("--local-steps", type=int_range(1, 100_000), default=30,
+                   help="training steps per vehicle and round")
+    p.add_argument("--batch-size", type=int_range(1, 4096), default=64, help="crops per step")
+    p.add_argument("--frames", type=int_range(2, 10_000), default=60,
                    help="frames each vehicle drives per weather of its profile")
     p.add_argument("--compression", action=argparse.BooleanOptionalAction, default=True,
                    help="top-k + quantisation + zstd (--no-compression: dense float32)")
-    p.add_argument("--density", type=float, default=d.codec.density,
+    p.add_argument("--density", type=float_range(0.0, 1.0, lo_open=True), default=0.1,
                    help="fraction of weights sent per round")
-    p.add_argument("--bits", type=int, choices=(4, 8, 32), default=d.codec.bits)
-    p.add_argument("--rule", choices=list(RULES), default="mean", help="merge rule")
-    p.add_argument("--byzantine", type=int, default=None,
+    p.add_argument("--bits", type=int, choices=(4, 8, 32), default=8,
+                   help="bits per sent weight")
+    p.add_argument("--rule", choices=RULE_NAMES, default="mean", help="merge rule")
+    p.add_argument("--byzantine", type=non_negative_int, default=None,
                    help="attackers the rule tolerates (default: --attackers)")
-    p.add_argument("--attackers", type=int, default=0, help="Byzantine vehicles")
-    p.add_argument("--attack", choices=ATTACKS, default="sign_flip")
+    p.add_argument("--attackers", type=non_negative_int, default=0,
+                   help="Byzantine vehicles (memory transport)")
+    p.add_argument("--attack", choices=ATTACK_NAMES, default="sign_flip",
+                   help="what the attackers send")
     p.add_argument("--baselines", action="store_true",
                    help="also train each vehicle alone and one central model")
-    p.add_argument("--eval-every", type=int, default=5,
+    p.add_argument("--eval-every", type=positive_int, default=5,
                    help="rounds between accuracy reports (memory transport)")
-    p.add_argument("--min-peers", type=int, default=0,
-                   help="contributions a round needs (libp2p; default: a majority)")
-    p.add_argument("--round-timeout", type=float, default=EngineConfig().round_timeout_s,
+    p.add_argument("--min-peers", type=non_negative_int, default=0,
+                   help="contributions a round needs (libp2p; 0: a majority)")
+    p.add_argument("--round-timeout", type=float_range(0.0, 86_400.0, lo_open=True),
+                   default=120.0,
                    help="seconds the committer waits for connected but silent vehicles")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of drives and weights")
+    p.add_argument("--threads", type=int_range(1, 256), default=2, help="torch CPU threads")
     p.add_argument("--out", type=Path, help="folder for result.json and the final model.pt")
     p.set_defaults(run=run)
 
 
 def fleet_config(args: argparse.Namespace) -> FleetConfig:
+    """The fleet the arguments describe, or ``UsageError`` naming what does not fit."""
+    from models.codec import DENSE, CodecConfig
+    from models.merge import COORDINATE_RULES, MIN_DENSITY_FOR_COORDINATE_RULES, MergeConfig
+    from sim.fleet import FleetConfig
+
     if args.transport == "libp2p" and args.attackers:
         raise UsageError("--attackers runs on --transport memory only: its attackers see every "
                          "honest delta, which no vehicle on the network can")
@@ -95,9 +104,17 @@ def fleet_config(args: argparse.Namespace) -> FleetConfig:
                          "their median is zero; use --rule krum, geomed or cclip, or "
                          "--no-compression")
     byz = args.attackers if args.byzantine is None else args.byzantine
+    merge = MergeConfig(args.rule, byzantine=byz)
+    # The fewest contributions a round may merge: every vehicle in memory, min_peers over libp2p.
+    fewest = args.vehicles if args.transport == "memory" else \
+        args.min_peers or args.vehicles // 2 + 1
+    problem = merge.problem_with(fewest)
+    if problem:
+        raise UsageError(f"--rule {args.rule} --byzantine {byz}: {problem}, and a round may "
+                         f"have only {fewest}")
     return FleetConfig(vehicles=args.vehicles, rounds=args.rounds, local_steps=args.local_steps,
                        batch_size=args.batch_size, frames_per_weather=args.frames, codec=codec,
-                       merge=MergeConfig(args.rule, byzantine=byz), attackers=args.attackers,
+                       merge=merge, attackers=args.attackers,
                        attack=args.attack, seed=args.seed)
 
 
@@ -115,8 +132,19 @@ def show_net(r: RoundReport, rounds: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    torch.set_num_threads(args.threads)
     cfg = fleet_config(args)
+    if args.out:
+        check_output_dir(args.out)
+    import torch
+
+    from models.atomic import atomic_write_bytes
+    from models.checkpoint import save_checkpoint
+    from models.classes import CLASSES
+    from sim.fleet import make_fleet_data, run_central, run_local
+
+    torch.set_num_threads(args.threads)
+    print(f"building the drives of {cfg.vehicles} vehicles ({cfg.frames_per_weather} frames per "
+          "weather each) and the fleet-wide test set", file=sys.stderr, flush=True)
     data = make_fleet_data(cfg)
     for i, (p, d) in enumerate(zip(data.profiles, data.train, strict=True)):
         role = " (attacker)" if i < cfg.attackers else ""
@@ -128,7 +156,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = run_memory(args, cfg, data, summary)
     if args.baselines:
+        print(f"baselines: each vehicle alone for {cfg.total_steps} steps", file=sys.stderr,
+              flush=True)
         local = run_local(cfg, data)
+        print("baselines: one central model on every vehicle's data", file=sys.stderr, flush=True)
         summary.update(local_acc=local, local_acc_mean=sum(local) / len(local),
                        local_acc_min=min(local), central_acc=run_central(cfg, data))
     if args.out:
@@ -142,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
 
 def run_memory(args: argparse.Namespace, cfg: FleetConfig, data: FleetData,
                summary: dict[str, object]) -> CropNet:
+    from sim.fleet import run_swarm
+
     result = run_swarm(cfg, data, progress=lambda st: show(st, cfg.rounds),
                        eval_every=args.eval_every)
     summary.update(swarm_acc=result.accuracy, model_hash=result.model_hash,
@@ -154,9 +187,12 @@ def run_libp2p(args: argparse.Namespace, cfg: FleetConfig, data: FleetData,
                summary: dict[str, object]) -> CropNet:
     # Dials to peers that are not listening yet are expected while the fleet starts; our own
     # node logs every failure that matters, so libp2p's error lines would only be noise.
+    from agent.swarm.engine import EngineConfig
+    from sim.netfleet import NetFleetConfig, run_swarm_p2p
+
     logging.getLogger("libp2p").setLevel(logging.CRITICAL)
     net = NetFleetConfig(min_peers=args.min_peers,
-                    engine=EngineConfig(round_timeout_s=args.round_timeout))
+                         engine=EngineConfig(round_timeout_s=args.round_timeout))
     result = run_swarm_p2p(cfg, data, net, progress=lambda r: show_net(r, cfg.rounds))
     hashes = {v["model_hash"] for v in result.vehicles.values()}
     accs = [float(v["accuracy"]) for v in result.vehicles.values()]  # type: ignore[arg-type]

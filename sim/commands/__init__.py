@@ -1,0 +1,1 @@
+"""The simulator's subcommands of ``swarmdrive`` (registered as entry points)."""
