@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
     CHAIN_UNREACHABLE = 30  # the RPC endpoint did not answer (not fatal: it may come back)
     CHAIN_REVERT = 31  # the contract refused the transaction (fatal as given)
     CHAIN_NO_CONTRACT = 32  # no SwarmLedger at the address given (fatal)
+    CHAIN_NO_FUNDS = 33  # the signing account cannot pay for gas (fatal until funded)
     KEY_FILE = 35  # a missing, unreadable or over-permissive key file (fatal)
     # 40-49 p2p: reserved
     INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
@@ -33,6 +34,7 @@ class ExitCode(IntEnum):
 
 FATAL = frozenset(c for c in ExitCode if 10 <= c < 30) | {ExitCode.CHAIN_REVERT,
                                                          ExitCode.CHAIN_NO_CONTRACT,
+                                                         ExitCode.CHAIN_NO_FUNDS,
                                                          ExitCode.KEY_FILE}
 
 
@@ -45,7 +47,13 @@ def exit_code_for(error: BaseException) -> ExitCode | None:
     from agent.camera.source import CameraError, CorruptImageError
     from agent.camera.yolo import LabelError
     from agent.commands.args import OutputPathError, UsageError
-    from chain.errors import KeyFileError, LedgerError, LedgerRevert, NoContractError
+    from chain.errors import (
+        KeyFileError,
+        LedgerError,
+        LedgerRevert,
+        NoContractError,
+        NoFundsError,
+    )
     from models.errors import CheckpointError, ExportError, ModelFileError
 
     own = getattr(error, "exit_code", None)
@@ -61,6 +69,7 @@ def exit_code_for(error: BaseException) -> ExitCode | None:
         (ModelFileError, ExitCode.MODEL_FILE),
         (ExportError, ExitCode.EXPORT),
         (NoContractError, ExitCode.CHAIN_NO_CONTRACT),
+        (NoFundsError, ExitCode.CHAIN_NO_FUNDS),
         (LedgerRevert, ExitCode.CHAIN_REVERT),
         (LedgerError, ExitCode.CHAIN_UNREACHABLE),
         (KeyFileError, ExitCode.KEY_FILE),

@@ -27,8 +27,8 @@ from models.onnx_export import export
 
 def timed(args: list[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "benchmarks.startup_probe", *args], capture_output=True,
-                       text=True, check=False)
+    r = subprocess.run([sys.executable, "-m", "benchmarks.startup_probe", *args],
+                       capture_output=True, text=True, check=False)
     return time.perf_counter() - t0, r
 
 

@@ -19,6 +19,10 @@ class NoContractError(LedgerError):
     """The address holds no contract (a typo, another chain, or a contract not yet deployed)."""
 
 
+class NoFundsError(LedgerError):
+    """The signing account cannot pay for gas."""
+
+
 class ChainLaunchError(LedgerError):
     """A local chain that cannot be started."""
 

@@ -1,13 +1,18 @@
 """Chains to run on: the embedded eth-tester (no set-up) and an anvil process.
 
 anvil comes from the npm package ``@foundry-rs/anvil`` (``npm install`` in the repository root
-puts it in ``node_modules/.bin``); ``SWARMDRIVE_ANVIL`` overrides the path.
+puts it in ``node_modules``); ``SWARMDRIVE_ANVIL`` overrides the path. The npm package's
+``bin`` entry is a node wrapper that starts the real binary as its child: we run the platform
+binary itself when it is there, and start either in its own process group so that ``stop()``
+ends everything it started and frees the port.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -53,9 +58,13 @@ def fund(w3: Web3, to: str, wei: int = 10**20) -> None:
     w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
 
 
+STATE_INTERVAL_S = 1  # anvil dumps its state this often, so a crash loses at most this much
+
+
 def anvil_binary() -> str:
-    for candidate in (os.environ.get("SWARMDRIVE_ANVIL"), str(ROOT / "node_modules/.bin/anvil"),
-                      shutil.which("anvil")):
+    platform = sorted(ROOT.glob("node_modules/@foundry-rs/anvil-linux-*/bin/anvil"))
+    for candidate in (os.environ.get("SWARMDRIVE_ANVIL"), *map(str, platform),
+                      str(ROOT / "node_modules/.bin/anvil"), shutil.which("anvil")):
         if candidate and Path(candidate).exists():
             return candidate
     raise ChainLaunchError("anvil not found: run 'npm install' in the repository root "
@@ -69,7 +78,11 @@ def free_port() -> int:
 
 
 class Anvil:
-    """An anvil process on 127.0.0.1; ``stop()`` and ``start()`` keep its state in ``state``."""
+    """An anvil process on 127.0.0.1 that keeps its chain in ``state``.
+
+    anvil writes the state every ``STATE_INTERVAL_S`` and on a clean stop; ``start()`` loads it,
+    so ``stop()``/``start()`` and even ``kill()`` (a crash) keep the chain.
+    """
 
     def __init__(self, state: Path, port: int | None = None) -> None:
         self.state, self.port = state, port or free_port()
@@ -78,10 +91,12 @@ class Anvil:
 
     def start(self) -> Anvil:
         args = [anvil_binary(), "--host", "127.0.0.1", "--port", str(self.port),
-                "--dump-state", str(self.state), "--silent"]
+                "--dump-state", str(self.state), "--state-interval", str(STATE_INTERVAL_S),
+                "--silent"]
         if self.state.exists():
             args += ["--load-state", str(self.state)]
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      start_new_session=True)
         deadline = time.monotonic() + ANVIL_START_TIMEOUT_S
         w3 = Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": 2}))
         while time.monotonic() < deadline:
@@ -99,23 +114,43 @@ class Anvil:
                                f"{ANVIL_START_TIMEOUT_S} s")
 
     def stop(self) -> None:
-        """SIGTERM, which makes anvil write its state to ``state`` before exiting."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        if self._proc is not None and self._proc.stderr is not None:
-            self._proc.stderr.close()
-        self._proc = None
+        """SIGTERM to the process group, which makes anvil write its state before exiting."""
+        self._end(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL to the process group: a crash, with no final state dump."""
+        self._end(signal.SIGKILL)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def _end(self, sig: signal.Signals) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        _signal_group(proc.pid, sig)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+        _signal_group(proc.pid, signal.SIGKILL)  # anything the wrapper left behind in the group
+        if proc.stderr is not None:
+            proc.stderr.close()
 
     def web3(self) -> Web3:
-        return Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": 5}))
+        """A client for this node; provider-level retries off, the ledger retries itself."""
+        return Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": 5},
+                                      exception_retry_configuration=None))
 
     def __enter__(self) -> Anvil:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the group has already gone
+        os.killpg(pgid, sig)

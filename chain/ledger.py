@@ -34,7 +34,7 @@ from web3.exceptions import (
 )
 
 from chain.compile import load_artifact
-from chain.errors import LedgerError, LedgerRevert, NoContractError
+from chain.errors import LedgerError, LedgerRevert, NoContractError, NoFundsError
 from chain.merkle import merkle_root
 
 log = logging.getLogger(__name__)
@@ -140,8 +140,8 @@ def _rpc(what: str, fn: Callable[[], T]) -> T:
     except Web3RPCError as e:
         text = rpc_message(e)
         if "insufficient funds" in text.lower():
-            raise LedgerError(f"{what}: the sending account has too little ETH to pay for gas "
-                              f"({text})") from None
+            raise NoFundsError(f"{what}: the sending account has too little ETH to pay for "
+                               f"gas ({text})") from None
         raise LedgerError(f"{what}: the node refused: {text}") from None
     except Web3Exception as e:
         if "ProviderConnectionError" in type(e).__name__:

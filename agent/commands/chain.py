@@ -148,12 +148,12 @@ def _signer(args: argparse.Namespace) -> LocalAccount:
 
 def _funded(w3: Web3, account: LocalAccount) -> None:
     """Refuse early, with the way out, when the signer cannot pay for gas."""
-    from chain.errors import LedgerError
+    from chain.errors import NoFundsError
     from chain.ledger import with_retry
 
     balance = with_retry("balance", lambda: w3.eth.get_balance(account.address), CLI_RPC_RETRIES)
     if balance == 0:
-        raise LedgerError(f"account {account.address} has no ETH on this chain to pay for gas: "
+        raise NoFundsError(f"account {account.address} has no ETH on this chain to pay for gas: "
                           f"on anvil run 'swarmdrive chain fund {account.address} --rpc URL'; on "
                           "a real network send it ETH from a funded wallet")
 

@@ -33,36 +33,3 @@ def test_keygen_deploy_register_status(anvil, tmp_path):
     assert_one_line_error(r, ExitCode.CHAIN_REVERT, "already registered")
     r = swarmdrive("chain", "rounds", "--rpc", anvil.url, "--contract", contract)
     assert r.returncode == 0 and r.stdout == ""
-
-
-def test_missing_settings_are_named(tmp_path, monkeypatch):
-    monkeypatch.delenv("SWARMDRIVE_RPC", raising=False)
-    monkeypatch.delenv("SWARMDRIVE_CONTRACT", raising=False)
-    r = swarmdrive("chain", "status")
-    assert_one_line_error(r, ExitCode.USAGE, "--rpc URL")
-    r = swarmdrive("chain", "status", "--rpc", "http://127.0.0.1:1")
-    assert_one_line_error(r, ExitCode.USAGE, "--contract ADDRESS")
-    r = swarmdrive("chain", "deploy", "--rpc", "http://127.0.0.1:1")
-    assert_one_line_error(r, ExitCode.USAGE, "--keystore FILE")
-
-
-def test_key_file_problems(tmp_path):
-    loose = tmp_path / "loose.key"
-    loose.write_text("0x" + "11" * 32)
-    loose.chmod(0o644)
-    r = swarmdrive("chain", "deploy", "--rpc", "http://127.0.0.1:1", "--keystore", loose)
-    assert_one_line_error(r, ExitCode.KEY_FILE, "loose.key", "chmod 600")
-    junk = tmp_path / "junk.key"
-    junk.write_text("not a key")
-    junk.chmod(0o600)
-    r = swarmdrive("chain", "deploy", "--rpc", "http://127.0.0.1:1", "--keystore", junk)
-    assert_one_line_error(r, ExitCode.KEY_FILE, "junk.key")
-    r = swarmdrive("chain", "deploy", "--rpc", "http://127.0.0.1:1", "--keystore",
-                   tmp_path / "none.key")
-    assert_one_line_error(r, ExitCode.KEY_FILE, "no such file")
-
-
-def test_unreachable_endpoint(tmp_path):
-    r = swarmdrive("chain", "status", "--rpc", "http://127.0.0.1:1",
-                   "--contract", "0x" + "ab" * 20)
-    assert_one_line_error(r, ExitCode.CHAIN_UNREACHABLE, "unreachable")

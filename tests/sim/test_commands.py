@@ -1,0 +1,56 @@
+"""The simulator's plug-ins: its camera scheme and its subcommands' literal choices."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agent.camera.source import open_source
+from models.classes import CLASSES
+from models.merge import RULES
+from sim.attacks import ATTACKS
+from sim.commands import fleet
+from sim.datasets import FRAME_STRIDE, domain_crops, fleet_test_set
+from sim.fleet import FleetConfig
+from sim.world import TOWNS, WEATHERS
+
+
+def test_sim_command_choices_and_defaults_match_the_code():
+    assert tuple(RULES) == fleet.RULE_NAMES
+    assert fleet.ATTACK_NAMES == ATTACKS
+    from agent.cli import build_parser
+
+    args = build_parser().parse_args(["sim"])
+    d = FleetConfig()
+    assert (args.vehicles, args.rounds, args.local_steps, args.batch_size, args.frames) == \
+        (d.vehicles, d.rounds, d.local_steps, d.batch_size, d.frames_per_weather)
+    assert (args.density, args.bits) == (d.codec.density, d.codec.bits)
+    from agent.swarm.engine import EngineConfig
+
+    assert args.round_timeout == EngineConfig().round_timeout_s
+
+
+def test_every_domain_scheme_drives_each_domain_on_its_own_route():
+    with open_source("sim:*/*?seed=3&n=2&stride=5", len(CLASSES)) as src:
+        frames = list(src)
+        assert src.statistics().frames == len(frames) == 2 * len(TOWNS) * len(WEATHERS)
+    assert frames[0].origin.startswith("sim:Town01/ClearNoon?seed=3000#0")
+    assert frames[1].origin.endswith("#5")  # the stride
+    # The same crops as the datasets module's drive of that domain.
+    crops = domain_crops("Town01", "ClearNoon", 3000, 2, 32)
+    from models.data import crops_from_frames
+
+    assert np.array_equal(crops_from_frames(frames[:2], 32).images, crops.images)
+
+
+def test_test_split_is_the_fleet_test_set():
+    from models.data import crops_from_frames
+
+    with open_source(f"sim:*/*?seed=1&n=1&stride={FRAME_STRIDE}&split=test", 8) as src:
+        ours = crops_from_frames(src, 32)
+    assert np.array_equal(ours.images, fleet_test_set(1, 1, 32).images)
+
+
+def test_town_wildcard_with_one_weather():
+    with open_source("sim:*/ClearNight?n=1", 8) as src:
+        origins = [f.origin for f in src]
+    assert len(origins) == len(TOWNS) and all("/ClearNight?" in o for o in origins)
