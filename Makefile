@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= out/demo
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test test-fast lint bench
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -40,5 +40,9 @@ lint: install
 test: install lint node_modules/.bin/anvil
 	$(PY) -m pytest -q
 
+# The quick local loop: everything but the tests marked slow (CI runs them all: `make test`).
+test-fast: install node_modules/.bin/anvil
+	$(PY) -m pytest -q -m "not slow"
+
 bench: install node_modules/.bin/anvil
-	for b in render codec generalisation inference learning byzantine chain_gas round; do echo "== $$b"; $(PY) -m benchmarks.$$b || exit 1; done
+	for b in startup render codec generalisation inference learning byzantine chain_gas round; do echo "== $$b"; $(PY) -m benchmarks.$$b || exit 1; done

@@ -94,6 +94,7 @@ def test_corrupt_image_one_line_error(trained, tmp_path):
     assert_one_line_error(r, ExitCode.BAD_INPUT_FILE, str(bad), "not a readable image")
 
 
+@pytest.mark.slow
 def test_corrupt_files_one_rule_for_train_export_and_infer(frames, trained, tmp_path):
     """The rest is used, one line names the count, the exit code says BAD_INPUT_FILE."""
     mixed = tmp_path / "mixed"
@@ -226,3 +227,15 @@ def test_sim_over_libp2p_writes_every_vehicle_and_the_chain_hash(tmp_path):
     assert ckpt["model_hash"] == chain_hash
 
 
+
+
+@pytest.mark.slow
+def test_an_endless_camera_is_bounded_where_a_finite_source_is_needed(trained, tmp_path):
+    r = swarmdrive("train", "--source", "sim:Town03/ClearNoon", "--max-frames", "12",
+                   "--steps", "2", "--eval-frames", "0", "--out", tmp_path / "m.pt")
+    assert r.returncode == 0, r.stderr
+    assert "train: 12 frame(s) from sim:Town03/ClearNoon" in r.stderr
+    r = swarmdrive("export", trained.checkpoint, "--calibration", "sim:Town03/ClearNoon",
+                   "--max-frames", "12", "--out", tmp_path / "m.onnx")
+    assert r.returncode == 0, r.stderr
+    assert "calibrate: 12 frame(s)" in r.stderr

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from agent.exit_codes import ExitCode
 from chain.launch import fund
 from tests.agent.test_cli import assert_one_line_error, swarmdrive
 
 
+@pytest.mark.slow
 def test_keygen_deploy_register_status(anvil, tmp_path):
     key = tmp_path / "operator.key"
     r = swarmdrive("chain", "keygen", "--keystore", key)

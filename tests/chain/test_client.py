@@ -64,6 +64,7 @@ def test_log_scans_are_paged_for_providers_that_cap_block_ranges(anvil, monkeypa
     assert faults.seen.count("eth_getLogs") > 3  # it really went page by page
 
 
+@pytest.mark.slow
 def test_every_client_call_refuses_an_address_without_code(anvil, tmp_path):
     empty = "0x" + os.urandom(20).hex()
     with pytest.raises(NoContractError, match="no contract at this address"):
@@ -77,6 +78,7 @@ def test_every_client_call_refuses_an_address_without_code(anvil, tmp_path):
         assert_one_line_error(r, ExitCode.CHAIN_NO_CONTRACT, "no contract at this address")
 
 
+@pytest.mark.slow
 def test_the_readme_walk_through_funds_a_fresh_key_before_deploying(anvil, tmp_path):
     key = tmp_path / "operator.key"
     r = swarmdrive("chain", "keygen", "--keystore", key)
@@ -92,6 +94,7 @@ def test_the_readme_walk_through_funds_a_fresh_key_before_deploying(anvil, tmp_p
     assert json.loads(r.stdout)["operator"] == operator
 
 
+@pytest.mark.slow
 def test_a_hung_endpoint_fails_within_30_seconds_with_one_line(anvil):
     with rpc_proxy(anvil.url, Faults(hang=True)) as url:
         # The deadline is the subprocess timeout: past 30 s the test fails with TimeoutExpired.

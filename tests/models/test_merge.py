@@ -164,3 +164,37 @@ def test_merge_is_bit_identical_across_processes_and_threads():
           for i in range(8)]
     here = hashlib.sha256(merge(cs, MergeConfig("geomed", byzantine=2)).delta.tobytes())
     assert here.hexdigest() == runs[0]["geomed"]
+
+
+# sha256 of each rule's merged delta (float32, little-endian) for ``_golden_fleet()``, computed
+# once and committed: a numpy, BLAS or CPU change that alters any bit fails here, not in a
+# fleet where vehicles stop agreeing.
+GOLDEN = {
+    "mean": "c4d63d6473e585e7aa8aab344ee74232f7672f52641e642a2a3cf28c5c20e41d",
+    "median": "ce4fb2e0f3827feeb01d1cba5bbc8518487139efbbba7360be243f370dfff67b",
+    "trimmed_mean": "b0937379a28d56fdaf4937ca91113fd0a0e5f0bb6c825e33c1f5a3a0599e8dac",
+    "krum": "5cdb547ed4e9763f7282327a4a4fccf512dc636ac127c1a544641862353d20ea",
+    "geomed": "db11ae125128a7e662c10ea2d674d6bdaa7e4613e48d77cb8ee55c64ecbc248b",
+    "cclip": "7a88925ecc3e55cfc734bf638aea8729492dba167dfafa29570221a4a2121b50",
+}
+
+
+def _golden_fleet() -> list[Contribution]:
+    """Seven deltas from integer arithmetic alone (no RNG whose stream could change); the
+    last one is a scaled, sign-flipped outlier."""
+    j = np.arange(3001, dtype=np.int64)
+    out = []
+    for i in range(7):
+        ints = (i * 7919 + j * 104729 + (j * j) % 997) % 2001 - 1000
+        d = ints.astype(np.float32) / np.float32(1e5)
+        if i == 6:
+            d = d * np.float32(-40)
+        out.append(Contribution(d.astype(np.float32), samples=100 + 37 * i))
+    return out
+
+
+@pytest.mark.parametrize("rule", list(RULES))
+def test_each_rule_reproduces_its_committed_golden_hash(rule):
+    assert set(GOLDEN) == set(RULES)  # a new rule needs its golden hash
+    delta = merge(_golden_fleet(), MergeConfig(rule, byzantine=1)).delta
+    assert hashlib.sha256(delta.astype("<f4").tobytes()).hexdigest() == GOLDEN[rule]
