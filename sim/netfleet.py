@@ -52,6 +52,7 @@ class RoundReport:
     contributions: int
     model_hash: str
     seconds: float  # since the fleet started
+    accuracy: float | None = None  # of the round's model on the fleet-wide test set, if asked
 
 
 @dataclass
@@ -140,16 +141,26 @@ class NetFleet:
 
 
 def run_swarm_p2p(cfg: FleetConfig, data: FleetData, net: NetFleetConfig = NetFleetConfig(),
-                  progress: Callable[[RoundReport], None] | None = None) -> NetResult:
-    """R rounds of swarm learning between libp2p hosts on loopback, anchored on a chain."""
+                  progress: Callable[[RoundReport], None] | None = None,
+                  evaluate_rounds: bool = False) -> NetResult:
+    """R rounds of swarm learning between libp2p hosts on loopback, anchored on a chain.
+
+    ``evaluate_rounds`` scores each round's model on the test set as the first vehicle adopts
+    it (~50 ms on the fleet's loop per round: for progress reports, not for benchmarks).
+    """
     fleet = NetFleet(cfg, data, net)
     t0 = time.perf_counter()
     reports: dict[int, RoundReport] = {}
+    probe = fleet.learner(0)  # its own network: the vehicles' learners may be training
 
     def on_round(v: Vehicle, c: RoundCommitment) -> None:
         if c.round not in reports and c.committer:
+            acc = None
+            if evaluate_rounds:
+                probe.load(v.model)
+                acc = evaluate(probe.model, fleet.data.test, CLASSES).accuracy
             reports[c.round] = RoundReport(c.round, c.committer, len(c.contributions),
-                                           c.model_hash.hex(), time.perf_counter() - t0)
+                                           c.model_hash.hex(), time.perf_counter() - t0, acc)
             if progress:
                 progress(reports[c.round])
 

@@ -126,9 +126,10 @@ def show(st: RoundStats, rounds: int) -> None:
 
 
 def show_net(r: RoundReport, rounds: int) -> None:
+    acc = f" accuracy {r.accuracy:.4f}" if r.accuracy is not None else ""
     print(f"round {r.round + 1}/{rounds} committed by {r.committer[:10]} with {r.contributions} "
-          f"contributions, model {r.model_hash[:12]} at {r.seconds:.1f} s", file=sys.stderr,
-          flush=True)
+          f"contributions, model {r.model_hash[:12]}{acc} at {r.seconds:.1f} s",
+          file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -193,7 +194,8 @@ def run_libp2p(args: argparse.Namespace, cfg: FleetConfig, data: FleetData,
     logging.getLogger("libp2p").setLevel(logging.CRITICAL)
     net = NetFleetConfig(min_peers=args.min_peers,
                          engine=EngineConfig(round_timeout_s=args.round_timeout))
-    result = run_swarm_p2p(cfg, data, net, progress=lambda r: show_net(r, cfg.rounds))
+    result = run_swarm_p2p(cfg, data, net, progress=lambda r: show_net(r, cfg.rounds),
+                           evaluate_rounds=True)
     hashes = {v["model_hash"] for v in result.vehicles.values()}
     accs = [float(v["accuracy"]) for v in result.vehicles.values()]  # type: ignore[arg-type]
     agree = hashes == {result.chain_model_hash}

@@ -214,6 +214,7 @@ def test_sim_over_libp2p_writes_every_vehicle_and_the_chain_hash(tmp_path):
                    "--batch-size", "8", "--frames", "3", "--out", tmp_path)
     assert r.returncode == 0, r.stderr
     assert "round 2/2 committed by 0x" in r.stderr and "with 3 contributions" in r.stderr
+    assert " accuracy 0." in r.stderr.split("round 2/2", 1)[1]  # progress with the accuracy
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["transport"] == "libp2p" and len(result["vehicles"]) == 3
     chain_hash = result["chain_model_hash"]
