@@ -48,6 +48,14 @@ def new_account(w3: Web3) -> LocalAccount:
     return acct
 
 
+def one_vehicle(w3: Web3) -> tuple[str, LocalAccount, LocalAccount]:
+    """A fresh contract (min_peers 1) and its operator and one registered vehicle, both funded."""
+    op, car = new_account(w3), new_account(w3)
+    address = deploy(w3, op, GENESIS, min_peers=1)
+    Web3Ledger(w3, address, op).register(car.address)
+    return address, op, car
+
+
 @pytest.fixture
 def fleet(w3: Web3) -> Fleet:
     """A fresh contract with min_peers 2 and three registered vehicles."""

@@ -17,7 +17,7 @@ from chain.errors import NoContractError
 from chain.launch import Anvil, fund
 from chain.ledger import Web3Ledger, deploy
 from tests.agent.test_cli import assert_one_line_error, swarmdrive
-from tests.chain.conftest import GENESIS
+from tests.chain.conftest import GENESIS, one_vehicle
 from tests.chain.rpc_proxy import Faults, rpc_proxy
 
 
@@ -44,11 +44,7 @@ def test_a_transaction_whose_response_was_lost_is_reported_as_landed_once(anvil)
 
 def test_log_scans_are_paged_for_providers_that_cap_block_ranges(anvil, monkeypatch):
     w3 = anvil.web3()
-    op, car = Account.create(), Account.create()
-    fund(w3, op.address)
-    fund(w3, car.address)
-    address = deploy(w3, op, GENESIS, min_peers=1)
-    Web3Ledger(w3, address, op).register(car.address)
+    address, _, car = one_vehicle(w3)
     ledger = Web3Ledger(w3, address, car)
     base = GENESIS
     for r in range(3):
@@ -126,10 +122,7 @@ def test_anvil_stop_ends_its_whole_group_and_a_crash_keeps_the_dumped_chain(tmp_
     node = Anvil(tmp_path / "state.json").start()
     try:
         w3 = node.web3()
-        op, car = Account.create(), Account.create()
-        fund(w3, op.address)
-        address = deploy(w3, op, GENESIS, min_peers=1)
-        Web3Ledger(w3, address, op).register(car.address)
+        address, _, car = one_vehicle(w3)
         registered_in = w3.eth.block_number
         # Wait for the periodic dump that holds the registration (an event: the file changes).
         deadline = time.monotonic() + 30

@@ -6,11 +6,10 @@ import threading
 import time
 
 import pytest
-from eth_account import Account
 
-from chain.launch import Anvil, fund
-from chain.ledger import Web3Ledger, deploy
-from tests.chain.conftest import GENESIS
+from chain.launch import Anvil
+from chain.ledger import Web3Ledger
+from tests.chain.conftest import GENESIS, one_vehicle
 
 ROUNDS = 8
 
@@ -20,11 +19,7 @@ def test_anvil_restart_loses_and_doubles_no_commit(tmp_path):
     node = Anvil(tmp_path / "state.json").start()
     try:
         w3 = node.web3()
-        op, car = Account.create(), Account.create()
-        fund(w3, op.address)
-        fund(w3, car.address)
-        address = deploy(w3, op, GENESIS, min_peers=1)
-        Web3Ledger(w3, address, op).register(car.address)
+        address, _, car = one_vehicle(w3)
         ledger = Web3Ledger(w3, address, car)
         done: list[int] = []
         errors: list[BaseException] = []
