@@ -27,7 +27,7 @@ install: $(VENV)/.installed
 # int8 ONNX and classifies a night drive.
 demo: install
 	$(VENV)/bin/swarmdrive sim --out $(OUT)
-	$(VENV)/bin/swarmdrive render --town Town10 --weather ClearNight -n 40 --seed 5 --out $(OUT)/frames
+	$(VENV)/bin/swarmdrive render --town Town10 --weather ClearNight -n 40 --seed 5 --force --out $(OUT)/frames
 	$(VENV)/bin/swarmdrive export $(OUT)/model.pt --out $(OUT)/model.onnx
 	$(VENV)/bin/swarmdrive export $(OUT)/model.pt --int8 --calibration $(OUT)/frames --out $(OUT)/model.int8.onnx
 	$(VENV)/bin/swarmdrive infer --model $(OUT)/model.int8.onnx $(OUT)/frames > $(OUT)/detections.jsonl
