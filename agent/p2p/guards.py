@@ -1,4 +1,5 @@
-"""Workarounds for py-libp2p 0.8.1 behaviour that would let a remote peer crash a vehicle.
+"""Workarounds for py-libp2p 0.8.1: behaviour that would let a remote peer crash a vehicle, and
+a shutdown that leaves a listener behind.
 
 Kept in this one module so they are easy to find and to drop when upstream fixes them.
 """
@@ -9,6 +10,7 @@ import contextlib
 import logging
 from collections import Counter
 
+import trio
 from libp2p.abc import IHost, INetStream, IPubsubRouter
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
@@ -53,3 +55,24 @@ class GuardedPubsub(Pubsub):
             self.stats["pubsub_bad_message"] += 1
             log.warning("pubsub_bad_message forwarder=%s error=%s: %s", msg_forwarder,
                         type(e).__name__, str(e)[:200])
+
+
+SWARM_CLOSE_S = 5.0  # bound on closing connections and listeners at shutdown
+
+
+async def close_swarm(host: IHost) -> None:
+    """Close the host's connections and listeners, even while the caller is being cancelled.
+
+    Upstream, the swarm closes its listeners in clean-up code that runs inside the cancelled
+    scope: its first ``await`` raises ``Cancelled`` and the rest is skipped, so a node stopped by
+    cancellation keeps a zombie listener on its port. The listener sockets use SO_REUSEPORT, so
+    a node restarted on the same port binds beside it, and the kernel hands part of the
+    incoming connections to the zombie, which accepts and never answers. Shielded and bounded
+    here; ``Swarm.close`` is idempotent, so upstream's own clean-up becomes a no-op.
+    """
+    with trio.move_on_after(SWARM_CLOSE_S) as scope:
+        scope.shield = True
+        try:
+            await host.get_network().close()  # type: ignore[attr-defined]
+        except Exception as e:  # a connection that fails to close must not stop the rest
+            log.warning("swarm_close_failed error=%s", e)

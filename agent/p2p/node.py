@@ -31,7 +31,7 @@ from agent.p2p import announce
 from agent.p2p.announce import Announcement, Fleet
 from agent.p2p.fetch import PROTOCOL as FETCH_PROTOCOL
 from agent.p2p.fetch import BadPayloadError, FetchError, FetchServer, fetch_from
-from agent.p2p.guards import GuardedPubsub
+from agent.p2p.guards import GuardedPubsub, close_swarm
 from agent.p2p.identity import Identity, address_of_peer
 from agent.p2p.store import ContentStore, Kind
 
@@ -114,6 +114,7 @@ class Node:
                 yield self
             finally:
                 nursery.cancel_scope.cancel()
+                await close_swarm(self.host)
 
     # --- gossip -------------------------------------------------------------------------------
 

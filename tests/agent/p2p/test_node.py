@@ -106,3 +106,23 @@ def test_a_plaintext_only_peer_cannot_connect():
 def test_bad_addresses_are_named_before_anything_starts(cfg, message):
     with pytest.raises(ValueError, match=message):
         Node(identity("a"), FLEET, cfg)
+
+
+def test_a_node_stopped_by_cancellation_closes_its_listener():
+    # Upstream skips its listener clean-up when cancelled; a zombie listener on the port would
+    # take part of a restarted node's incoming connections and never answer them.
+    import socket
+
+    from chain.launch import free_port
+
+    async def main():
+        port = free_port()
+        node = Node(identity("z"), FLEET, NodeConfig(listen=f"/ip4/127.0.0.1/tcp/{port}"))
+        with trio.CancelScope() as scope:
+            async with node.running(accept_all):
+                scope.cancel()
+                await trio.sleep_forever()
+        with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+            s.connect(("127.0.0.1", port))
+
+    trio.run(main)
