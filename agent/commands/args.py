@@ -48,7 +48,7 @@ def float_range(lo: float | None = None, hi: float | None = None,
         if not math.isfinite(value) or low_bad or (hi is not None and value > hi):
             words = _range_words(lo, hi)
             if lo_open:
-                words = words.replace("at least", "above").replace("between", "above")
+                words = f"above {lo}" + (f" and at most {hi}" if hi is not None else "")
             raise argparse.ArgumentTypeError(f"{text} is not a number {words}")
         return value
     parse.__name__ = "number"
