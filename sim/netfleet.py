@@ -23,6 +23,7 @@ from eth_account.signers.local import LocalAccount
 from agent.p2p.announce import Fleet
 from agent.p2p.identity import Identity
 from agent.p2p.node import Node, NodeConfig
+from agent.signals import Stop, cancel_on_signal
 from agent.swarm.chainview import AsyncLedger
 from agent.swarm.driver import RoundTiming, Vehicle, VehicleConfig, load_vehicle_checkpoint
 from agent.swarm.engine import EngineConfig
@@ -165,9 +166,11 @@ def run_swarm_p2p(cfg: FleetConfig, data: FleetData, net: NetFleetConfig = NetFl
                 progress(reports[c.round])
 
     vehicles = [fleet.vehicle(i, on_round) for i in range(cfg.vehicles)]
+    stop = Stop()
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(cancel_on_signal, nursery.cancel_scope, stop)
             for v in vehicles:
                 nursery.start_soon(v.run)
             for v in vehicles:
@@ -175,6 +178,8 @@ def run_swarm_p2p(cfg: FleetConfig, data: FleetData, net: NetFleetConfig = NetFl
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+    if stop.signal is not None:
+        raise KeyboardInterrupt  # every vehicle has stopped; the caller reports it
     return summarise(fleet, vehicles, sorted(reports.values(), key=lambda r: r.round),
                      time.perf_counter() - t0)
 

@@ -295,11 +295,6 @@ def test_a_vehicle_killed_mid_round_restarts_from_its_checkpoint_and_contributes
                 release.set()  # the abandoned training thread ends and frees the lane
                 await wait_until(lambda: ledger.status().rounds_committed >= 3)
                 seen["round 2"] = ledger.commitments(0)[2]
-                # A real restart is a new process after the old one's sockets closed: wait
-                # until every peer has seen the dead vehicle go.
-                dead = vehicles[victim].node.peer_id
-                await wait_until(lambda: all(dead not in v.node.connected()
-                                             for i, v in enumerate(vehicles) if i != victim))
                 restarted = fleet.vehicle(victim)  # a new process would do the same
                 seen["restored"] = restarted.model_hash
                 vehicles[victim] = restarted
