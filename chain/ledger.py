@@ -26,6 +26,7 @@ from web3 import Web3
 from web3.exceptions import (
     BadFunctionCallOutput,
     ContractLogicError,
+    ProviderConnectionError,
     TimeExhausted,
     TooManyRequests,
     TransactionNotFound,
@@ -121,8 +122,8 @@ def rpc_message(e: BaseException) -> str:
     msg = getattr(e, "message", None)
     if not msg and isinstance(getattr(e, "rpc_response", None), dict):
         msg = e.rpc_response.get("error", {}).get("message")  # type: ignore[attr-defined]
-    return str(msg or e).strip().splitlines()[0][:300] if str(msg or e).strip() else \
-        type(e).__name__
+    lines = str(msg or e).strip().splitlines()
+    return lines[0][:300] if lines else type(e).__name__
 
 
 def _rpc(what: str, fn: Callable[[], T]) -> T:
@@ -131,7 +132,8 @@ def _rpc(what: str, fn: Callable[[], T]) -> T:
         return fn()
     except REVERTS as e:
         raise LedgerRevert(what, _reason(e)) from None
-    except (ConnectionError, OSError, TimeoutError, TooManyRequests) as e:
+    except (ConnectionError, OSError, TimeoutError, TooManyRequests,
+            ProviderConnectionError) as e:
         # requests' ConnectionError and Timeout are OSErrors; web3's provider errors wrap them.
         raise _Transient(type(e).__name__) from None
     except BadFunctionCallOutput:
@@ -144,8 +146,6 @@ def _rpc(what: str, fn: Callable[[], T]) -> T:
                                f"gas ({text})") from None
         raise LedgerError(f"{what}: the node refused: {text}") from None
     except Web3Exception as e:
-        if "ProviderConnectionError" in type(e).__name__:
-            raise _Transient(type(e).__name__) from None
         raise LedgerError(f"{what}: {type(e).__name__}: {rpc_message(e)}") from None
 
 
