@@ -13,6 +13,7 @@ block ranges, so providers that cap ``eth_getLogs`` work too.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -36,7 +37,6 @@ from web3.exceptions import (
 
 from chain.compile import load_artifact
 from chain.errors import LedgerError, LedgerRevert, NoContractError, NoFundsError
-from chain.merkle import merkle_root
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +62,38 @@ class _Transient(Exception):
 
 
 @dataclass(frozen=True)
+class ChainParams:
+    """The fleet's round parameters, set by the operator (round-v2.md, "Parameters")."""
+    min_peers: int = 1
+    quorum: int = 1
+    round_timeout: int = 120  # seconds of the first slot (plus one fallback slot)
+    fallback_slot: int = 20  # seconds of every later slot
+    finalize_window: int = 60  # seconds a commit has to reach quorum before it expires
+
+    def args(self) -> tuple[int, int, int, int, int]:
+        return (self.min_peers, self.quorum, self.round_timeout, self.fallback_slot,
+                self.finalize_window)
+
+
+@dataclass(frozen=True)
 class LedgerStatus:
     address: str
     operator: str
-    min_peers: int
+    params: ChainParams
     vehicle_count: int
     genesis_hash: bytes
-    rounds_committed: int
+    rounds_final: int
     latest_model: bytes
+    opened_at: int
     release_count: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One contribution as a commitment names it: who, with what weight, which payload."""
+    sender: str
+    samples: int
+    payload_hash: bytes
 
 
 @dataclass(frozen=True)
@@ -80,8 +103,36 @@ class RoundCommitment:
     base_hash: bytes
     model_hash: bytes
     contributions_root: bytes
-    contributions: tuple[bytes, ...]
+    contributions: tuple[Entry, ...]  # senders ascending: the canonical merge order
+    committed_at: int  # block timestamp
     block: int
+
+
+@dataclass(frozen=True)
+class RoundFinal:
+    round: int
+    model_hash: bytes
+    signers: tuple[str, ...]
+    finalized_at: int  # block timestamp: the next round opens then
+    block: int
+
+
+@dataclass(frozen=True)
+class MemberChange:
+    """A registration, revocation or observer change, in chain order."""
+    address: str
+    role: str  # "vehicle" or "observer"
+    added: bool
+    block: int
+
+
+@dataclass(frozen=True)
+class ParamsChange:
+    params: ChainParams
+    block: int
+
+
+ChainEvent = RoundCommitment | RoundFinal | MemberChange | ParamsChange
 
 
 @dataclass(frozen=True)
@@ -98,20 +149,28 @@ class Ledger(Protocol):
 
     address: str
 
+    def params(self) -> ChainParams: ...
     def status(self) -> LedgerStatus: ...
     def is_vehicle(self, vehicle: str) -> bool: ...
     def round_model(self, round_: int) -> bytes: ...
     def release(self, version: int) -> Release: ...
     def vehicles(self) -> list[str]: ...
+    def observers(self) -> list[str]: ...
     def head(self) -> int: ...
+    def head_time(self) -> tuple[int, int]: ...
+    def events(self, from_block: int, to_block: int) -> list[ChainEvent]: ...
     def commitments(self, from_block: int = 0, to_block: int | None = None
                     ) -> list[RoundCommitment]: ...
     def register(self, vehicle: str) -> None: ...
     def revoke(self, vehicle: str) -> None: ...
-    def set_min_peers(self, min_peers: int) -> None: ...
-    def transfer_operator(self, new_operator: str) -> None: ...
+    def set_observer(self, observer: str, allowed: bool) -> None: ...
+    def set_params(self, params: ChainParams) -> None: ...
+    def propose_operator(self, new_operator: str) -> None: ...
+    def accept_operator(self) -> None: ...
     def commit_round(self, round_: int, base_hash: bytes, model_hash: bytes,
-                     contributions: list[bytes]) -> RoundCommitment: ...
+                     contributions: list[Entry]) -> RoundCommitment: ...
+    def finalize_round(self, round_: int, model_hash: bytes,
+                       signatures: dict[str, bytes]) -> RoundFinal: ...
     def publish_release(self, version: int, onnx_sha256: bytes, source_round: int,
                         uri: str) -> None: ...
     def revoke_release(self, version: int) -> None: ...
@@ -166,12 +225,12 @@ def with_retry(what: str, fn: Callable[[], T], retries: int = RPC_RETRIES) -> T:
     raise AssertionError("unreachable: the loop returns or raises")
 
 
-def deploy(w3: Web3, account: LocalAccount, genesis_hash: bytes, min_peers: int,
-           retries: int = RPC_RETRIES) -> str:
+def deploy(w3: Web3, account: LocalAccount, genesis_hash: bytes,
+           params: ChainParams = ChainParams(), retries: int = RPC_RETRIES) -> str:
     """Deploy SwarmLedger; returns its address."""
     art = load_artifact()
-    ctor = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"]).constructor(genesis_hash,
-                                                                                  min_peers)
+    ctor = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"]).constructor(
+        genesis_hash, *params.args())
     tx = with_retry("deploy", lambda: ctor.build_transaction(
         {"from": account.address, "nonce": w3.eth.get_transaction_count(account.address),
          "chainId": w3.eth.chain_id}), retries)
@@ -243,7 +302,8 @@ class Web3Ledger:
                  retries: int = RPC_RETRIES) -> None:
         self.w3, self.retries = w3, retries
         self._account = account
-        self.address: str = Web3.to_checksum_address(address)
+        self._checksum = Web3.to_checksum_address(address)
+        self.address: str = self._checksum
         require_contract(w3, self.address, retries)
         self.contract = w3.eth.contract(address=self.address, abi=load_artifact()["abi"])
         self._nonce: int | None = None
@@ -263,18 +323,17 @@ class Web3Ledger:
     def _call(self, what: str, fn: Any, *args: Any) -> Any:
         return self._retry(what, lambda: fn(*args).call())
 
-    def _page(self, what: str, event: Any, start: int, stop: int) -> list[Any]:
-        return self._retry(what, lambda: list(event.get_logs(from_block=start, to_block=stop)))
-
-    def _logs(self, what: str, event: Any, from_block: int, to_block: int | None) -> list[Any]:
-        """``event``'s logs in ``[from_block, to_block]``, fetched page by page."""
+    def _logs(self, what: str, from_block: int, to_block: int | None) -> list[Any]:
+        """The contract's logs in ``[from_block, to_block]``, fetched page by page."""
         end = self.head() if to_block is None else to_block
         out: list[Any] = []
         start, page = from_block, LOG_PAGE_BLOCKS
         while start <= end:
             stop = min(end, start + page - 1)
             try:
-                out += self._page(f"{what} {start}-{stop}", event, start, stop)
+                out += self._retry(f"{what} {start}-{stop}", functools.partial(
+                    self.w3.eth.get_logs, {"address": self._checksum, "fromBlock": start,
+                                           "toBlock": stop}))
             except LedgerError as e:
                 if page > 1 and any(k in str(e).lower() for k in RANGE_TOO_LARGE):
                     page //= 2  # the provider caps ranges or results: ask for less
@@ -283,16 +342,23 @@ class Web3Ledger:
             start = stop + 1
         return out
 
+    def params(self) -> ChainParams:
+        c = self.contract.functions
+        return ChainParams(*(int(self._call(name, getattr(c, name)))
+                             for name in ("min_peers", "quorum", "round_timeout",
+                                          "fallback_slot", "finalize_window")))
+
     def status(self) -> LedgerStatus:
         c = self.contract.functions
         return LedgerStatus(
             address=self.address,
             operator=self._call("operator", c.operator),
-            min_peers=self._call("min_peers", c.min_peers),
+            params=self.params(),
             vehicle_count=self._call("vehicle_count", c.vehicle_count),
             genesis_hash=self._call("genesis_hash", c.genesis_hash),
-            rounds_committed=self._call("rounds_committed", c.rounds_committed),
+            rounds_final=self._call("rounds_final", c.rounds_final),
             latest_model=self._call("latest_model", c.latest_model),
+            opened_at=self._call("opened_at", c.opened_at),
             release_count=self._call("release_count", c.release_count),
         )
 
@@ -311,33 +377,77 @@ class Web3Ledger:
         """The latest block number."""
         return int(self._retry("block number", lambda: self.w3.eth.block_number))
 
+    def head_time(self) -> tuple[int, int]:
+        """The latest block's number and timestamp: the chain's clock, which slots follow."""
+        block = self._retry("latest block", lambda: self.w3.eth.get_block("latest"))
+        return int(block["number"]), int(block["timestamp"])
+
     def vehicles(self) -> list[str]:
-        """The registered vehicles, from the registry's events (replayed in order)."""
-        ev = self.contract.events
-        end = self.head()
-        logs = [*self._logs("registry logs", ev.VehicleRegistered, 0, end),
-                *self._logs("registry logs", ev.VehicleRevoked, 0, end)]
-        logs.sort(key=lambda e: (e.blockNumber, e.logIndex))
-        members: dict[str, None] = {}
-        for e in logs:
-            if e.event == "VehicleRegistered":
-                members[e.args.vehicle] = None
-            else:
-                members.pop(e.args.vehicle, None)
-        return list(members)
+        """The registered vehicles in the contract's rotation order (``vehicle_at``)."""
+        return members([e for e in self.events(0, self.head()) if isinstance(e, MemberChange)])
+
+    def observers(self) -> list[str]:
+        """The addresses the operator lets connect without being vehicles."""
+        return members([e for e in self.events(0, self.head()) if isinstance(e, MemberChange)],
+                       role="observer")
+
+    def events(self, from_block: int, to_block: int) -> list[ChainEvent]:
+        """Every event of the contract in ``[from_block, to_block]`` that a vehicle follows,
+        in chain order (one ``eth_getLogs`` per page for all of them)."""
+        raw = self._logs("contract logs", from_block, to_block)
+        out: list[ChainEvent] = []
+        for log_ in raw:
+            event = self._decode(log_)
+            if event is not None:
+                out.append(event)
+        return out
 
     def commitments(self, from_block: int = 0,
                     to_block: int | None = None) -> list[RoundCommitment]:
         """RoundCommitted events in a block range (polling; works on every endpoint)."""
-        logs = self._logs("RoundCommitted logs", self.contract.events.RoundCommitted,
-                          from_block, to_block)
-        return [RoundCommitment(round=e.args.round, committer=e.args.committer,
-                                base_hash=bytes(e.args.base_hash),
-                                model_hash=bytes(e.args.model_hash),
-                                contributions_root=bytes(e.args.contributions_root),
-                                contributions=tuple(bytes(h) for h in e.args.contributions),
-                                block=e.blockNumber)
-                for e in logs]
+        end = self.head() if to_block is None else to_block
+        return [e for e in self.events(from_block, end) if isinstance(e, RoundCommitment)]
+
+    def finals(self, from_block: int = 0, to_block: int | None = None) -> list[RoundFinal]:
+        """RoundFinalized events in a block range."""
+        end = self.head() if to_block is None else to_block
+        return [e for e in self.events(from_block, end) if isinstance(e, RoundFinal)]
+
+    def _decode(self, log_: Any) -> ChainEvent | None:
+        topic = bytes(log_["topics"][0]) if log_["topics"] else b""
+        name = self._topics.get(topic)
+        if name is None:
+            return None  # releases and operator moves: not a vehicle's business here
+        a = getattr(self.contract.events, name)().process_log(log_).args
+        block = int(log_["blockNumber"])
+        if name == "RoundCommitted":
+            return RoundCommitment(
+                round=a.round, committer=a.committer, base_hash=bytes(a.base_hash),
+                model_hash=bytes(a.model_hash), contributions_root=bytes(a.contributions_root),
+                contributions=tuple(Entry(Web3.to_checksum_address(c["sender"]),
+                                          int(c["samples"]), bytes(c["payload_hash"]))
+                                    for c in a.contributions),
+                committed_at=a.committed_at, block=block)
+        if name == "RoundFinalized":
+            return RoundFinal(a.round, bytes(a.model_hash), tuple(a.signers), a.finalized_at,
+                              block)
+        if name == "ParamsSet":
+            return ParamsChange(ChainParams(a.min_peers, a.quorum, a.round_timeout,
+                                            a.fallback_slot, a.finalize_window), block)
+        if name == "ObserverSet":
+            return MemberChange(a.observer, "observer", bool(a.allowed), block)
+        return MemberChange(a.vehicle, "vehicle", name == "VehicleRegistered", block)
+
+    @functools.cached_property
+    def _topics(self) -> dict[bytes, str]:
+        names = ("RoundCommitted", "RoundFinalized", "ParamsSet", "ObserverSet",
+                 "VehicleRegistered", "VehicleRevoked")
+        out = {}
+        for entry in load_artifact()["abi"]:
+            if entry.get("type") == "event" and entry["name"] in names:
+                types = ",".join(_abi_type(i) for i in entry["inputs"])
+                out[bytes(Web3.keccak(text=f"{entry['name']}({types})"))] = entry["name"]
+        return out
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -360,6 +470,13 @@ class Web3Ledger:
         self.last_gas_used = int(rcpt["gasUsed"])
         return rcpt
 
+    def _receipt_event(self, rcpt: Any, what: str) -> ChainEvent:
+        for log_ in rcpt["logs"]:
+            event = self._decode(log_)
+            if event is not None:
+                return event
+        raise LedgerError(f"{what}: the receipt carries no event")
+
     def register(self, vehicle: str) -> None:
         self._transact(f"register {vehicle}",
                        self.contract.functions.register(Web3.to_checksum_address(vehicle)))
@@ -368,21 +485,41 @@ class Web3Ledger:
         self._transact(f"revoke {vehicle}",
                        self.contract.functions.revoke(Web3.to_checksum_address(vehicle)))
 
-    def set_min_peers(self, min_peers: int) -> None:
-        self._transact("set_min_peers", self.contract.functions.set_min_peers(min_peers))
+    def set_observer(self, observer: str, allowed: bool) -> None:
+        self._transact(f"set observer {observer}", self.contract.functions.set_observer(
+            Web3.to_checksum_address(observer), allowed))
 
-    def transfer_operator(self, new_operator: str) -> None:
-        self._transact("transfer_operator", self.contract.functions.transfer_operator(
+    def set_params(self, params: ChainParams) -> None:
+        self._transact("set_params", self.contract.functions.set_params(*params.args()))
+
+    def propose_operator(self, new_operator: str) -> None:
+        self._transact("propose_operator", self.contract.functions.propose_operator(
             Web3.to_checksum_address(new_operator)))
 
+    def accept_operator(self) -> None:
+        self._transact("accept_operator", self.contract.functions.accept_operator())
+
     def commit_round(self, round_: int, base_hash: bytes, model_hash: bytes,
-                     contributions: list[bytes]) -> RoundCommitment:
-        """Commit round ``round_``; ``contributions`` are sorted here into canonical order."""
-        ordered = sorted(contributions)
+                     contributions: list[Entry]) -> RoundCommitment:
+        """Commit round ``round_``; the entries are sorted here into canonical order."""
+        ordered = sorted(contributions, key=lambda e: int(e.sender, 16))
         rcpt = self._transact(f"commit round {round_}", self.contract.functions.commit_round(
-            round_, base_hash, model_hash, ordered))
-        return RoundCommitment(round_, self.account.address, base_hash, model_hash,
-                               merkle_root(ordered), tuple(ordered), rcpt["blockNumber"])
+            round_, base_hash, model_hash,
+            [(Web3.to_checksum_address(e.sender), e.samples, e.payload_hash) for e in ordered]))
+        event = self._receipt_event(rcpt, f"commit round {round_}")
+        assert isinstance(event, RoundCommitment)
+        return event
+
+    def finalize_round(self, round_: int, model_hash: bytes,
+                       signatures: dict[str, bytes]) -> RoundFinal:
+        """Finalise round ``round_`` with attestation signatures (65 bytes, v 0/1) by signer."""
+        sigs = [(sig[64] + 27, sig[:32], sig[32:64])
+                for _, sig in sorted(signatures.items(), key=lambda kv: int(kv[0], 16))]
+        rcpt = self._transact(f"finalize round {round_}", self.contract.functions.finalize_round(
+            round_, model_hash, sigs))
+        event = self._receipt_event(rcpt, f"finalize round {round_}")
+        assert isinstance(event, RoundFinal)
+        return event
 
     def publish_release(self, version: int, onnx_sha256: bytes, source_round: int,
                         uri: str) -> None:
@@ -392,6 +529,31 @@ class Web3Ledger:
     def revoke_release(self, version: int) -> None:
         self._transact(f"revoke release {version}",
                        self.contract.functions.revoke_release(version))
+
+
+def members(changes: list[MemberChange], role: str = "vehicle") -> list[str]:
+    """Replay registry changes into the contract's order: a registration appends; a revocation
+    moves the last member into the freed place (as ``revoke`` does on chain)."""
+    order: list[str] = []
+    for ch in changes:
+        if ch.role != role:
+            continue
+        if ch.added and ch.address not in order:
+            order.append(ch.address)
+        elif not ch.added and ch.address in order:
+            i = order.index(ch.address)
+            last = order.pop()
+            if i < len(order):
+                order[i] = last
+    return order
+
+
+def _abi_type(param: dict[str, Any]) -> str:
+    """A parameter's canonical type for an event signature (tuples spelled out)."""
+    t = str(param["type"])
+    if t.startswith("tuple"):
+        return "(" + ",".join(_abi_type(c) for c in param["components"]) + ")" + t[5:]
+    return t
 
 
 def _reason(e: Exception) -> str:

@@ -1,12 +1,17 @@
 """The contribution Merkle root, exactly as SwarmLedger.vy computes it.
 
-Leaves are the contribution hashes in ascending order; each level hashes pairs as
+Each leaf is keccak256(sender 20 bytes ‖ samples 4 bytes big-endian ‖ payload hash 32 bytes),
+in the commitment's order (senders ascending); each level hashes pairs as
 keccak256(left ++ right); an odd last node moves up unchanged.
 """
 
 from __future__ import annotations
 
 from eth_hash.auto import keccak
+
+
+def entry_leaf(sender: str, samples: int, payload_hash: bytes) -> bytes:
+    return keccak(bytes.fromhex(sender[2:]) + samples.to_bytes(4, "big") + payload_hash)
 
 
 def merkle_root(leaves: list[bytes]) -> bytes:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
     from web3 import Web3
 
-    from chain.ledger import Web3Ledger
+    from chain.ledger import ChainParams, Web3Ledger
 
 RPC_ENV, CONTRACT_ENV = "SWARMDRIVE_RPC", "SWARMDRIVE_CONTRACT"
 CLI_RPC_RETRIES = 3  # a person at a terminal wants a quick answer, not a minute of backoff
@@ -53,13 +53,39 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
     a = action("keygen", "write a new key file (mode 0600) for a vehicle or the operator", key)
     a.set_defaults(run=keygen)
+    params = argparse.ArgumentParser(add_help=False)
+    params.add_argument("--min-peers", type=int_range(1, MAX_CONTRIBUTIONS), default=1,
+                        help="contributions a round needs")
+    params.add_argument("--quorum", type=int_range(1, MAX_CONTRIBUTIONS), default=1,
+                        help="distinct vehicles whose attestations make a round final; once "
+                             "vehicles are registered it must be a majority of them")
+    params.add_argument("--round-timeout", type=int_range(1, 86400), default=120, metavar="S",
+                        help="seconds of the first committer's slot (plus one fallback slot)")
+    params.add_argument("--fallback-slot", type=int_range(1, 86400), default=20, metavar="S",
+                        help="seconds of each later committer's slot")
+    params.add_argument("--finalize-window", type=int_range(1, 86400), default=60, metavar="S",
+                        help="seconds a commit has to reach the quorum before it expires")
     a = action("deploy", "deploy a new SwarmLedger; the signing key becomes its operator",
-               rpc, key)
-    a.add_argument("--genesis", default="00" * 32, metavar="HEX",
-                   help="model hash (32 bytes hex) that round 0 starts from")
-    a.add_argument("--min-peers", type=int_range(1, MAX_CONTRIBUTIONS), default=2,
-                   help="contributions a round needs")
+               rpc, key, params)
+    a.add_argument("--genesis", metavar="HEX|FILE",
+                   help="the model round 0 starts from: its hash (32 bytes hex), or a checkpoint "
+                        "from 'swarmdrive train' (.pt)")
     a.set_defaults(run=deploy)
+    a = action("params", "set the fleet's round parameters (checked against the registered "
+               "vehicles)", rpc, contract, key, params)
+    a.set_defaults(run=set_params)
+    a = action("observe", "let an account connect to the fleet's vehicles without being one",
+               rpc, contract, key)
+    a.add_argument("address", metavar="ACCOUNT", help="the observer's account (0x...)")
+    a.add_argument("--remove", action="store_true", help="take the permission back")
+    a.set_defaults(run=observe)
+    a = action("propose-operator", "step 1 of handing the operator role to another account",
+               rpc, contract, key)
+    a.add_argument("address", metavar="ACCOUNT", help="the new operator's account (0x...)")
+    a.set_defaults(run=propose_operator)
+    a = action("accept-operator", "step 2: the proposed account takes the operator role",
+               rpc, contract, key)
+    a.set_defaults(run=accept_operator)
     for name, summary in (("register", "admit a vehicle's account to the fleet"),
                           ("revoke", "remove a vehicle's account from the fleet")):
         a = action(name, summary, rpc, contract, key)
@@ -184,14 +210,73 @@ def keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _params(args: argparse.Namespace) -> ChainParams:
+    from chain.ledger import ChainParams
+
+    return ChainParams(args.min_peers, args.quorum, args.round_timeout, args.fallback_slot,
+                       args.finalize_window)
+
+
+def _genesis(text: str | None) -> bytes:
+    value: str = _need(text, "--genesis HEX|FILE", "deploy",
+                       "the model every vehicle starts from: its hash, or a checkpoint")
+    if not Path(value).is_file():
+        genesis = _hex32(value, "--genesis")
+        if genesis == bytes(32):
+            raise UsageError("--genesis must not be zero: name the model the fleet starts from")
+        return genesis
+    from models.checkpoint import load_checkpoint
+
+    _, ckpt = load_checkpoint(Path(value))
+    return bytes.fromhex(ckpt["model_hash"])
+
+
 def deploy(args: argparse.Namespace) -> int:
     from chain.ledger import deploy as deploy_ledger
 
-    genesis = _hex32(args.genesis, "--genesis")
     w3, account = _web3(args), _signer(args)
+    genesis = _genesis(args.genesis)
     _funded(w3, account)
-    address = deploy_ledger(w3, account, genesis, args.min_peers, retries=CLI_RPC_RETRIES)
-    _out({"contract": address, "operator": account.address})
+    address = deploy_ledger(w3, account, genesis, _params(args), retries=CLI_RPC_RETRIES)
+    _out({"contract": address, "operator": account.address, "genesis": genesis.hex()})
+    return 0
+
+
+def set_params(args: argparse.Namespace) -> int:
+    w3, account = _web3(args), _signer(args)
+    ledger = _ledger(args, w3, account)
+    _funded(w3, account)
+    ledger.set_params(_params(args))
+    _out(asdict(ledger.status().params))
+    return 0
+
+
+def observe(args: argparse.Namespace) -> int:
+    observer = _address(args.address, "ACCOUNT", args.action, "the observer's account")
+    w3, account = _web3(args), _signer(args)
+    ledger = _ledger(args, w3, account)
+    _funded(w3, account)
+    ledger.set_observer(observer, not args.remove)
+    _out({"observers": ledger.observers()})
+    return 0
+
+
+def propose_operator(args: argparse.Namespace) -> int:
+    new = _address(args.address, "ACCOUNT", args.action, "the new operator's account")
+    w3, account = _web3(args), _signer(args)
+    ledger = _ledger(args, w3, account)
+    _funded(w3, account)
+    ledger.propose_operator(new)
+    _out({"operator": account.address, "proposed": new})
+    return 0
+
+
+def accept_operator(args: argparse.Namespace) -> int:
+    w3, account = _web3(args), _signer(args)
+    ledger = _ledger(args, w3, account)
+    _funded(w3, account)
+    ledger.accept_operator()
+    _out({"operator": ledger.status().operator})
     return 0
 
 
@@ -234,8 +319,13 @@ def status(args: argparse.Namespace) -> int:
 
 
 def rounds(args: argparse.Namespace) -> int:
-    for c in _ledger(args, _web3(args), None).commitments(from_block=args.from_block):
-        _out(asdict(c))
+    from chain.ledger import RoundCommitment, RoundFinal
+
+    ledger = _ledger(args, _web3(args), None)
+    for e in ledger.events(args.from_block, ledger.head()):
+        if isinstance(e, RoundCommitment | RoundFinal):
+            _out({"event": "committed" if isinstance(e, RoundCommitment) else "final",
+                  **asdict(e)})
     return 0
 
 

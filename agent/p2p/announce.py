@@ -11,10 +11,11 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-import coincurve
 from eth_utils import keccak
 
-from agent.p2p.identity import Identity, address_of_public_key
+from agent.p2p.identity import Identity
+from chain import signing
+from chain.signing import SignatureError, recover
 
 MAGIC = b"SDA1"
 VERSION = 1
@@ -57,8 +58,7 @@ def _body(fleet: Fleet, round_: int, base_hash: bytes, payload_hash: bytes, size
 def sign(identity: Identity, fleet: Fleet, round_: int, base_hash: bytes, payload_hash: bytes,
          size: int, samples: int, loss: float) -> Announcement:
     body = _body(fleet, round_, base_hash, payload_hash, size, samples, loss)
-    key = coincurve.PrivateKey(bytes(identity.account.key))
-    sig = key.sign_recoverable(keccak(DOMAIN + body), hasher=None)
+    sig = signing.sign(bytes(identity.account.key), keccak(DOMAIN + body))
     return Announcement(fleet, round_, base_hash, payload_hash, size, samples, loss,
                         identity.address, body + sig)
 
@@ -77,9 +77,8 @@ def parse(data: bytes) -> Announcement:
     if loss != loss:  # NaN: never from an honest trainer, and it breaks equality checks
         raise AnnounceError("loss is NaN")
     try:
-        public = coincurve.PublicKey.from_signature_and_message(sig, keccak(DOMAIN + body),
-                                                                hasher=None)
-    except Exception as e:  # coincurve raises ValueError or its own errors on a bad signature
-        raise AnnounceError(f"signature does not verify ({e})") from None
+        sender = recover(keccak(DOMAIN + body), sig)
+    except SignatureError as e:
+        raise AnnounceError(str(e)) from None
     return Announcement(Fleet(chain_id, contract), round_, base, payload, size, samples, loss,
-                        address_of_public_key(public), bytes(data))
+                        sender, bytes(data))

@@ -17,7 +17,7 @@ from chain.errors import NoContractError
 from chain.launch import Anvil, fund
 from chain.ledger import Web3Ledger, deploy
 from tests.agent.test_cli import assert_one_line_error, swarmdrive
-from tests.chain.conftest import GENESIS, one_vehicle
+from tests.chain.conftest import GENESIS, finish_alone, one_vehicle
 from tests.chain.rpc_proxy import Faults, rpc_proxy
 
 
@@ -32,7 +32,7 @@ def test_a_transaction_whose_response_was_lost_is_reported_as_landed_once(anvil)
     w3 = anvil.web3()
     op, car = Account.create(), Account.create()
     fund(w3, op.address)
-    address = deploy(w3, op, GENESIS, min_peers=1)
+    address = deploy(w3, op, GENESIS)
     faults = Faults(drop_responses={"eth_sendRawTransaction": 1})
     with rpc_proxy(anvil.url, faults) as url:
         Web3Ledger(_web3(url), address, op).register(car.address)  # must not raise
@@ -49,7 +49,7 @@ def test_log_scans_are_paged_for_providers_that_cap_block_ranges(anvil, monkeypa
     base = GENESIS
     for r in range(3):
         model = (7000 + r).to_bytes(32, "big")
-        ledger.commit_round(r, base, model, [r.to_bytes(32, "big")])
+        finish_alone(ledger, r, base, model)
         base = model
     monkeypatch.setattr(ledger_module, "LOG_PAGE_BLOCKS", 64)
     faults = Faults(max_log_blocks=5)
@@ -80,12 +80,13 @@ def test_the_readme_walk_through_funds_a_fresh_key_before_deploying(anvil, tmp_p
     r = swarmdrive("chain", "keygen", "--keystore", key)
     assert r.returncode == 0, r.stderr
     operator = json.loads(r.stdout)["address"]
-    r = swarmdrive("chain", "deploy", "--rpc", anvil.url, "--keystore", key)
+    r = swarmdrive("chain", "deploy", "--rpc", anvil.url, "--keystore", key,
+                   "--genesis", "ab" * 32)
     assert_one_line_error(r, ExitCode.CHAIN_NO_FUNDS, operator, "swarmdrive chain fund")
     r = swarmdrive("chain", "fund", operator, "--rpc", anvil.url)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["balance_wei"] == 100 * 10**18
-    r = swarmdrive("chain", "deploy", "--rpc", anvil.url, "--keystore", key)
+    r = swarmdrive("chain", "deploy", "--rpc", anvil.url, "--keystore", key, "--genesis", "ab" * 32)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["operator"] == operator
 

@@ -9,7 +9,7 @@ import pytest
 
 from chain.launch import Anvil
 from chain.ledger import Web3Ledger
-from tests.chain.conftest import GENESIS, one_vehicle
+from tests.chain.conftest import GENESIS, finish_alone, one_vehicle
 
 ROUNDS = 8
 
@@ -29,7 +29,7 @@ def test_anvil_restart_loses_and_doubles_no_commit(tmp_path):
             try:
                 for r in range(ROUNDS):
                     model = (1000 + r).to_bytes(32, "big")
-                    ledger.commit_round(r, base, model, [r.to_bytes(32, "big")])
+                    finish_alone(ledger, r, base, model)
                     done.append(r)
                     base = model
                     time.sleep(0.05)
@@ -50,7 +50,7 @@ def test_anvil_restart_loses_and_doubles_no_commit(tmp_path):
         assert stopped_at < ROUNDS  # the outage really hit the sequence
         assert done == list(range(ROUNDS))
         status = ledger.status()
-        assert status.rounds_committed == ROUNDS
+        assert status.rounds_final == ROUNDS
         assert status.latest_model == (1000 + ROUNDS - 1).to_bytes(32, "big")
         rounds = [c.round for c in ledger.commitments()]
         assert rounds == list(range(ROUNDS))  # each round committed exactly once
