@@ -10,10 +10,10 @@ architecture or raises ``CodecError``; nothing else escapes and nothing allocate
 limits below. Checks run in the order of cost: size, header, table, checksum, decompressed size,
 then every index and value.
 
-Wire format v1 (little-endian; ``docs/spec/delta-v1.md`` is the normative text):
+Wire format v2 (little-endian; ``docs/spec/delta-v2.md`` is the normative text):
 
-    header   66 bytes  magic "SDLT", version u8, bits u8, flags u8, reserved u8,
-                       arch_id 8, base_hash 32, round u64, n_tensors u16,
+    header   86 bytes  magic "SDLT", version u8, bits u8, flags u8, reserved u8,
+                       arch_id 8, author 20, base_hash 32, round u64, n_tensors u16,
                        body_len u32 (compressed), raw_len u32 (decompressed)
     table    8 bytes per tensor: nnz u32, scale f32
     body     zstd frame with content size: indices (LEB128 gaps, per tensor, unless flags.dense)
@@ -33,8 +33,11 @@ import zstandard
 from models.layout import ModelLayout
 
 MAGIC = b"SDLT"
-VERSION = 1
-HEADER = struct.Struct("<4sBBBB8s32sQHII")
+VERSION = 2
+HEADER = struct.Struct("<4sBBBB8s20s32sQHII")
+# The author of a payload whose author does not matter (the in-memory fleet, benchmarks); a
+# vehicle checks that a payload names the announcement's sender, so this one never passes.
+ANONYMOUS = bytes(20)
 TABLE_ENTRY = struct.Struct("<If")
 CRC = struct.Struct("<I")
 FLAG_DENSE = 0x01
@@ -71,17 +74,20 @@ class DecodedDelta:
     round: int
     base_hash: bytes  # 32 bytes: the model this delta applies to
     values: np.ndarray  # (layout.size,) float32, zero where nothing was sent
+    author: bytes = ANONYMOUS  # the sending vehicle's address (20 bytes)
 
 
 # --- encoding ---------------------------------------------------------------------------------
 
 def encode(delta: np.ndarray, layout: ModelLayout, base_hash: bytes, round_: int,
-           cfg: CodecConfig, residual: np.ndarray | None = None) -> tuple[bytes, np.ndarray]:
-    """Compress ``delta`` (+ ``residual``); returns (payload, new residual)."""
+           cfg: CodecConfig, residual: np.ndarray | None = None,
+           author: bytes = ANONYMOUS) -> tuple[bytes, np.ndarray]:
+    """Compress ``delta`` (+ ``residual``); returns (payload, new residual). ``author`` is the
+    sending vehicle's 20-byte address: a copy announced by another vehicle fails its check."""
     if delta.shape != (layout.size,):
         raise ValueError(f"delta has shape {delta.shape}, the model has {layout.size} weights")
-    if len(base_hash) != 32:
-        raise ValueError("base_hash must be 32 bytes")
+    if len(base_hash) != 32 or len(author) != 20:
+        raise ValueError("base_hash must be 32 bytes and author 20")
     v = delta.astype(np.float32) if residual is None else (delta + residual).astype(np.float32)
     if not np.all(np.isfinite(v)):
         raise ValueError("delta holds NaN or Inf; refusing to send it")
@@ -111,7 +117,7 @@ def encode(delta: np.ndarray, layout: ModelLayout, base_hash: bytes, round_: int
     raw = b"".join(index_parts) + values_bytes
     body = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True).compress(raw)
     head = HEADER.pack(MAGIC, VERSION, cfg.bits, FLAG_DENSE if dense else 0, 0, layout.arch_id,
-                       base_hash, round_, len(layout.tensors), len(body), len(raw))
+                       author, base_hash, round_, len(layout.tensors), len(body), len(raw))
     msg = head + b"".join(table) + body
     new_residual = v.copy()
     new_residual[idx] -= sent
@@ -162,14 +168,14 @@ def _varint_encode(vals: np.ndarray) -> bytes:
 def peek_header(data: bytes) -> tuple[int, bytes, bytes]:
     """(round, base_hash, arch_id) of a payload, after the size and header checks only."""
     _check_size(data)
-    _, _, _, _, _, arch, base, rnd, _, _, _ = _header(data)
+    _, _, _, _, _, arch, _, base, rnd, _, _, _ = _header(data)
     return rnd, base, arch
 
 
 def decode(data: bytes, layout: ModelLayout) -> DecodedDelta:
     """Decode a payload for ``layout`` or raise ``CodecError``."""
     _check_size(data)
-    _, _, bits, flags, _, arch, base, rnd, n_tensors, body_len, raw_len = _header(data)
+    _, _, bits, flags, _, arch, author, base, rnd, n_tensors, body_len, raw_len = _header(data)
     if arch != layout.arch_id:
         raise CodecError(f"architecture id {arch.hex()} is not this model's "
                          f"({layout.arch_id.hex()})")
@@ -211,7 +217,7 @@ def decode(data: bytes, layout: ModelLayout) -> DecodedDelta:
         pos += k
     if not np.all(np.isfinite(out)) or float(np.abs(out).max(initial=0.0)) > MAX_ABS_VALUE:
         raise CodecError(f"a value is NaN, Inf or larger than {MAX_ABS_VALUE} in magnitude")
-    return DecodedDelta(round=rnd, base_hash=base, values=out)
+    return DecodedDelta(round=rnd, base_hash=base, values=out, author=bytes(author))
 
 
 def _check_size(data: bytes) -> None:

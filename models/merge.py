@@ -10,6 +10,12 @@ Rules of this file:
   on anything else (no clocks, no randomness, no thread counts).
 - ``check`` runs before any rule: non-finite values, out-of-range coordinates and norms over the
   limit are rejected with a named reason and never reach a rule.
+- Sample counts are self-reported, so no contribution weighs more than the median one: every
+  count is capped at the lower median of the accepted counts before any rule sees it
+  (``cap_samples``). A vehicle claiming 2**32 - 1 samples weighs what a typical vehicle
+  weighs; honest vehicles with less data than the median keep their smaller weight. Median,
+  trimmed mean and centered clipping ignore weights; mean, multi-Krum and the geometric median
+  use the capped ones.
 
 Rules: weighted mean (by samples), coordinate median, trimmed mean, multi-Krum, geometric
 median (Weiszfeld), centered clipping.
@@ -238,6 +244,12 @@ def check(c: Contribution, size: int, max_norm: float) -> str | None:
     return None
 
 
+def cap_samples(samples: Sequence[int]) -> list[int]:
+    """Each count capped at the lower median of all of them (exact integers)."""
+    cap = sorted(samples)[(len(samples) - 1) // 2]
+    return [min(s, cap) for s in samples]
+
+
 def merge(contributions: Sequence[Contribution], cfg: MergeConfig) -> MergeResult:
     """Check every contribution, then merge the survivors with ``cfg.rule``."""
     if not contributions:
@@ -255,6 +267,6 @@ def merge(contributions: Sequence[Contribution], cfg: MergeConfig) -> MergeResul
     if not accepted:
         raise MergeError(f"all {len(contributions)} contributions were rejected: {rejected[0][1]}")
     x = np.stack([to_fixed(contributions[i].delta) for i in accepted])
-    samples = [contributions[i].samples for i in accepted]
+    samples = cap_samples([contributions[i].samples for i in accepted])
     merged = RULES[cfg.rule](x, samples, cfg)
     return MergeResult(delta=from_fixed(merged), accepted=tuple(accepted), rejected=tuple(rejected))

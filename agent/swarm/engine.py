@@ -1,20 +1,25 @@
 """The round engine: one vehicle's view of the swarm round, as a pure state machine.
 
-It does no I/O and reads no clock: the driver feeds it events (a round started, an announcement
-arrived, a payload was fetched, the chain recorded a commitment, time passed) with the current
-time, and it answers with actions for the driver to carry out (train, fetch, commit, verify,
-sync). So every rule of the protocol (which announcements count, who commits and when, what a
-commitment must contain) is tested here without sockets, and the daemon and the simulator run
-exactly the same logic.
+It does no I/O and reads no clock: the driver feeds it events (a round opened, an announcement
+or attestation arrived, a payload was fetched, the chain recorded a commit or a finalisation,
+membership or parameters changed, time passed) with the chain's current time, and it answers
+with actions for the driver to carry out. So every rule of the protocol (docs/spec/round-v2.md:
+which announcements count, whose slot it is, what a commitment must bind, when to attest,
+when to finalise, when a commit has expired) is tested here without sockets, and the daemon
+and the simulator run exactly the same logic.
 
-The round, from this vehicle's side (DESIGN.md, "A swarm round"):
-  start(r, base)  -> Train             the driver trains and announces its own delta
-  announced(a)    -> Fetch             contributions of this round, from registered vehicles
-  tick(now)       -> Commit            only the round's committer, once it holds every live
-                                       vehicle's delta (or min_peers at the deadline)
-  committed(c)    -> Fetch/Verify      everyone merges exactly the committed set ...
-  verified(ok)                         ... and moves on only if it gets the committed hash
-  committed(c) for a round we are not in, or a mismatch -> Sync: fetch the model by its hash
+The round, from this vehicle's side:
+  start(r, base, opened_at) -> Train      train and announce our own delta
+  announced(a)             -> Fetch       contributions of this round, from registered vehicles
+  tick(now)                -> Commit      only in our slot (mirroring the contract's rule)
+  committed(c)             -> Fetch/Verify  recompute exactly the committed entries ...
+  verified(hash)           -> Attest      ... and sign the model hash only if it matches
+  attested(x)              -> Finalize    once a quorum signed the pending model (committer
+                                          first, the others later in turn)
+  finalized(f)             -> Adopt/Sync  the chain says final: keep what we verified, or
+                                          fetch the final model by hash (a quorum verified it)
+  tick(now) past the finalize window: the commit expired; the round can be committed again.
+A vehicle never moves on from an unfinalised commit, whatever it computed.
 """
 
 from __future__ import annotations
@@ -23,25 +28,22 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from agent.p2p.announce import Announcement
-from chain.ledger import RoundCommitment
+from agent.p2p.attest import Attestation
+from chain.ledger import ChainParams, RoundCommitment, RoundFinal
 
 MAX_CONTRIBUTIONS = 64  # what the contract accepts per round
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    min_peers: int = 1
-    # The committer stops waiting for vehicles that are connected but silent this long after
-    # the round started, and commits what it has if that is at least min_peers.
-    round_timeout_s: float = 120.0
-    # If the committer itself stays silent, the next vehicle in the rotation commits this much
-    # later than the deadline, and so on down the rotation.
-    fallback_s: float = 20.0
-    # Gossip is best effort: an announcement is published again this often while its round is
-    # open, so a peer that joined the mesh late still hears it.
+    # Gossip is best effort: an announcement (and our attestation) is published again this often
+    # while its round is open, so a peer that joined the mesh late still hears it.
     reannounce_s: float = 5.0
     # A fetch that failed is tried again after this long.
     retry_s: float = 1.0
+    # No commit is sent this close to the end of our slot: our estimate of the chain's clock
+    # may be off by this much, and a commit that lands in the next slot reverts.
+    margin_s: float = 1.0
 
 
 # --- actions ---------------------------------------------------------------------------------
@@ -66,7 +68,7 @@ class Fetch:
 
 @dataclass(frozen=True)
 class FetchAnnouncement:
-    """A committed payload whose announcement we missed: it carries the sample count."""
+    """A committed payload whose announcement we missed: it carries the signed sample count."""
     payload_hash: bytes
 
 
@@ -74,62 +76,101 @@ class FetchAnnouncement:
 class Commit:
     round: int
     base_hash: bytes
-    contributions: tuple[Announcement, ...]  # ascending payload hash: the canonical order
+    contributions: tuple[Announcement, ...]  # senders ascending: the canonical order
 
 
 @dataclass(frozen=True)
 class Verify:
     commitment: RoundCommitment
-    contributions: tuple[Announcement, ...]  # in the commitment's (ascending) order
+    contributions: tuple[Announcement, ...]  # in the commitment's order
 
 
 @dataclass(frozen=True)
-class Sync:
-    """Adopt the model the chain names for ``round`` by fetching it by hash."""
+class Attest:
+    """Sign and gossip: we recomputed ``model_hash`` for ``round`` bit for bit."""
     round: int
     model_hash: bytes
 
 
-Action = Train | Announce | Fetch | FetchAnnouncement | Commit | Verify | Sync
+@dataclass(frozen=True)
+class Finalize:
+    round: int
+    model_hash: bytes
+    signatures: dict[str, bytes]  # signer address -> 65-byte signature
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """The round is final with the model we verified: keep it and start the next round."""
+    final: RoundFinal
+
+
+@dataclass(frozen=True)
+class Sync:
+    """Adopt the final model of ``round`` by fetching it by hash (a quorum verified it)."""
+    round: int
+    model_hash: bytes
+    opened_at: float  # when the next round opened
+
+
+Action = (Train | Announce | Fetch | FetchAnnouncement | Commit | Verify | Attest | Finalize
+          | Adopt | Sync)
 
 
 @dataclass
 class RoundState:
     round: int
     base_hash: bytes
-    started_at: float
+    opened_at: float  # chain time the round opened (the previous finalisation)
+    attempts: int = 0  # commits of this round seen so far
+    expired_at: float | None = None  # when the latest commit of this round expired
     own: Announcement | None = None
     announced_at: float = 0.0
     committing: bool = False
-    commitment: RoundCommitment | None = None
+    commitment: RoundCommitment | None = None  # the live commit awaiting quorum
     verifying: bool = False
-    done: bool = False  # verified (or handed to a sync): nothing more to do in this round
+    verified: bytes | None = None  # the committed hash we recomputed, if it matched
+    rejected: bool = False  # the live commit failed our checks: we attest nothing
+    attested_at: float = 0.0
+    quorum_at: float | None = None  # when we first held a quorum for the live commit
+    finalizing: bool = False
+    done: bool = False  # final: nothing more to do in this round
 
 
 @dataclass
 class Engine:
     me: str  # this vehicle's address
-    committee: tuple[str, ...]  # registered vehicles, the rotation order
+    committee: tuple[str, ...]  # registered vehicles in the contract's order (vehicle_at)
+    params: ChainParams
     cfg: EngineConfig = EngineConfig()
     alive: frozenset[str] = frozenset()  # registered vehicles we are connected to
     state: RoundState | None = None
     stats: Counter[str] = field(default_factory=Counter)
-    _anns: dict[bytes, Announcement] = field(default_factory=dict)  # by payload hash
-    _by_sender: dict[tuple[int, str], bytes] = field(default_factory=dict)
-    _have: set[bytes] = field(default_factory=set)  # payloads in the local store
+    _anns: dict[tuple[int, str], Announcement] = field(default_factory=dict)  # (round, sender)
+    _have: set[bytes] = field(default_factory=set)  # payloads in the local store, checked
     _inflight: set[bytes] = field(default_factory=set)
     _failed_at: dict[bytes, float] = field(default_factory=dict)
-    _bad: set[bytes] = field(default_factory=set)  # payloads that failed to decode
-
-    def __post_init__(self) -> None:
-        self.set_committee(self.committee)
-
-    def set_committee(self, committee: tuple[str, ...]) -> None:
-        self.committee = tuple(sorted(committee, key=str.lower))
+    _bad: set[tuple[str, bytes]] = field(default_factory=set)  # (sender, payload) that failed
+    _sigs: dict[bytes, dict[str, bytes]] = field(default_factory=dict)  # model -> signer -> sig
 
     @property
     def round(self) -> int | None:
         return self.state.round if self.state else None
+
+    # --- chain state ---------------------------------------------------------------------------
+
+    def set_committee(self, committee: tuple[str, ...]) -> None:
+        """Membership changed on chain: the rotation and who may announce follow at once."""
+        self.committee = tuple(committee)
+        members = set(committee)
+        for key in [k for k, a in self._anns.items() if a.sender not in members]:
+            del self._anns[key]
+        for sigs in self._sigs.values():
+            for signer in [s for s in sigs if s not in members]:
+                del sigs[signer]
+
+    def set_params(self, params: ChainParams) -> None:
+        self.params = params
 
     # --- rules ---------------------------------------------------------------------------------
 
@@ -138,63 +179,90 @@ class Engine:
         announcement is neither delivered nor relayed."""
         if ann.sender not in self.committee:
             return "unregistered"
-        if ann.payload_hash in self._bad:
+        if (ann.sender, ann.payload_hash) in self._bad:
             return "bad_payload"
-        if self.state is not None:
-            if ann.round < self.state.round:
-                return "stale_round"
-            if ann.round > self.state.round + 1:
-                return "future_round"
-            if ann.round == self.state.round and ann.base_hash != self.state.base_hash:
-                return "wrong_base"
-        first = self._by_sender.get((ann.round, ann.sender))
-        if first is not None and first != ann.payload_hash:
+        st = self.state
+        if st is None:
+            return "not_ready"  # nothing is kept before the first round opens: no unbounded table
+        if ann.round < st.round:
+            return "stale_round"
+        if ann.round > st.round + 1:
+            return "future_round"
+        if ann.round == st.round and ann.base_hash != st.base_hash:
+            return "wrong_base"
+        first = self._anns.get((ann.round, ann.sender))
+        if first is not None and first.payload_hash != ann.payload_hash:
             return "equivocation"
+        if any(a.payload_hash == ann.payload_hash and a.sender != ann.sender
+               for a in self._anns.values() if a.round == ann.round):
+            return "copied_payload"  # the first announcer's stands until its payload disowns it
         return None
 
-    def committer_rank(self, round_: int) -> int:
-        """Our place in this round's commit order, counting only live vehicles: 0 commits
-        first; rank k steps in k fallback periods after the deadline."""
-        n = len(self.committee)
-        order = [self.committee[(round_ + i) % n] for i in range(n)]
-        live = [v for v in order if v in self.alive or v == self.me]
-        return live.index(self.me) if self.me in live else n
+    def check_attestation(self, att: Attestation) -> str | None:
+        if att.signer not in self.committee:
+            return "unregistered"
+        st = self.state
+        if st is None or att.round != st.round:
+            return "other_round"
+        return None
+
+    def slot(self, now: float) -> tuple[str | None, float]:
+        """Who may commit the open round at chain time ``now``, and when that slot ends: the
+        contract's ``slot_holder`` (round-v2.md, "Committer slots")."""
+        st, p, n = self.state, self.params, len(self.committee)
+        if st is None or n == 0:
+            return None, now
+        origin, offset = st.opened_at, 0
+        if st.expired_at is not None:
+            origin, offset = st.expired_at, st.attempts
+        start = origin + p.round_timeout
+        k = 0 if now < start else int((now - start) // p.fallback_slot)
+        end = start + (k + 1) * p.fallback_slot
+        return self.committee[(st.round + offset + k) % n], end
 
     # --- events --------------------------------------------------------------------------------
 
-    def start(self, round_: int, base_hash: bytes, now: float) -> list[Action]:
-        """Round ``round_`` begins from the model ``base_hash``: train, and fetch what peers
-        already announced for it."""
-        self.state = RoundState(round_, base_hash, now)
+    def start(self, round_: int, base_hash: bytes, opened_at: float, now: float,
+              attempts: int = 0, expired_at: float | None = None) -> list[Action]:
+        """Round ``round_`` opened at ``opened_at`` from the final model ``base_hash``: train,
+        and fetch what peers already announced for it. ``attempts`` and ``expired_at`` carry a
+        round joined after some of its commits expired."""
+        self.state = RoundState(round_, base_hash, opened_at, attempts, expired_at)
         self._forget_before(round_)
-        actions: list[Action] = [Train(round_, base_hash)]
-        for ann in list(self._anns.values()):
-            if ann.round == round_ and ann.base_hash != base_hash:
+        for ann in [a for a in self._anns.values() if a.round == round_]:
+            if ann.base_hash != base_hash:
                 self.stats["announce_rejected_wrong_base"] += 1
-                self._drop(ann)
-        return actions + self._fetches(now)
+                del self._anns[(ann.round, ann.sender)]
+        return [Train(round_, base_hash), *self._fetches(now)]
 
     def contributed(self, ann: Announcement, now: float) -> list[Action]:
         """Our own delta is trained and stored; announce it."""
-        st = self._require()
-        if ann.round != st.round:  # the round moved on while we trained
+        st = self.state
+        if st is None or ann.round != st.round:  # the round moved on while we trained
             self.stats["late_contribution"] += 1
             return []
-        self._record(ann)
+        self._anns[(ann.round, ann.sender)] = ann
         self._have.add(ann.payload_hash)
         st.own, st.announced_at = ann, now
-        return [Announce(ann)]
+        return [Announce(ann), *self._verify_if_ready()]
 
     def announced(self, ann: Announcement, now: float) -> list[Action]:
         reason = self.check(ann)
         if reason is not None:
             self.stats[f"announce_rejected_{reason}"] += 1
             return []
-        if ann.payload_hash in self._anns:
+        if (ann.round, ann.sender) in self._anns:
             self.stats["announce_duplicate"] += 1
             return []
-        self._record(ann)
+        self._anns[(ann.round, ann.sender)] = ann
         return self._fetches(now) + self._verify_if_ready()
+
+    def announcement_for(self, payload_hash: bytes, sender: str | None = None
+                         ) -> Announcement | None:
+        for a in self._anns.values():
+            if a.payload_hash == payload_hash and (sender is None or a.sender == sender):
+                return a
+        return None
 
     def fetched(self, payload_hash: bytes, ok: bool, now: float) -> list[Action]:
         self._inflight.discard(payload_hash)
@@ -205,131 +273,151 @@ class Engine:
         self._failed_at[payload_hash] = now
         return []
 
-    def payload_invalid(self, payload_hash: bytes) -> list[Action]:
-        """A payload matched its hash but does not decode, or contradicts its announcement."""
+    def payload_invalid(self, payload_hash: bytes, sender: str) -> list[Action]:
+        """A payload matched its hash but does not decode, or is not what ``sender``'s
+        announcement says (round, base, author)."""
         self._inflight.discard(payload_hash)
-        self._bad.add(payload_hash)
+        self._bad.add((sender, payload_hash))
         self.stats["payload_invalid"] += 1
-        ann = self._anns.get(payload_hash)
-        if ann is not None:
-            self._drop(ann)
-        st = self.state
-        if st is not None and st.commitment is not None \
-                and payload_hash in st.commitment.contributions:
-            self.stats["invalid_commitment"] += 1  # we cannot check it: take the chain's model
-            return [Sync(st.commitment.round, st.commitment.model_hash)]
-        return []
-
-    def announcement(self, payload_hash: bytes) -> Announcement | None:
-        return self._anns.get(payload_hash)
+        for key in [k for k, a in self._anns.items()
+                    if a.sender == sender and a.payload_hash == payload_hash]:
+            del self._anns[key]
+        return self._verify_if_ready()
 
     def announcement_fetched(self, ann: Announcement | None, payload_hash: bytes,
                              now: float) -> list[Action]:
         """The announcement of a committed payload, fetched because gossip missed it."""
         self._inflight.discard(b"ann" + payload_hash)
         st = self.state
-        if ann is None or ann.payload_hash != payload_hash or st is None:
+        if ann is None or ann.payload_hash != payload_hash or st is None \
+                or self.check(ann) not in (None, "equivocation", "copied_payload"):
             self._failed_at[b"ann" + payload_hash] = now
             return []
-        if ann.sender not in self.committee or ann.round != st.round \
-                or ann.base_hash != st.base_hash:
-            self.stats["invalid_commitment"] += 1
-            c = st.commitment
-            return [Sync(c.round, c.model_hash)] if c is not None else []
-        if ann.payload_hash not in self._anns:
-            self._anns[ann.payload_hash] = ann  # committed: it counts even if we saw another
+        # Committed: it counts even if gossip brought us another first; the checks in
+        # _verify_if_ready compare it with the commitment's entry.
+        self._anns[(ann.round, ann.sender)] = ann
         return self._fetches(now) + self._verify_if_ready()
 
     def committed(self, c: RoundCommitment, now: float) -> list[Action]:
-        """The chain recorded round ``c.round``."""
+        """The chain recorded a commit of the open round (awaiting quorum)."""
         st = self.state
-        if st is not None and c.round < st.round:
+        if st is None or c.round != st.round or st.done:
             return []
-        if st is not None and c.round == st.round and st.commitment is not None:
+        if st.commitment is not None and st.commitment.committed_at == c.committed_at \
+                and st.commitment.model_hash == c.model_hash:
             return []  # heard twice: the committer's own receipt, then the chain's event
-        if st is None or c.round > st.round or c.base_hash != st.base_hash:
-            self.stats["sync"] += 1
-            return [Sync(c.round, c.model_hash)]
-        st.commitment = c
-        st.committing = False
-        return self._fetches(now) + self._verify_if_ready()
+        st.attempts += 1
+        st.commitment, st.committing = c, False
+        st.verified, st.rejected, st.verifying = None, False, False
+        st.quorum_at, st.finalizing = None, False
+        if c.base_hash != st.base_hash:
+            return self._reject_commitment("wrong_base")
+        return self._fetches(now) + self._verify_if_ready() + self._finalize_if_ready(now)
 
     def commit_failed(self) -> None:
-        """Our commit did not land (someone else's did, or the chain refused): stand by."""
-        self._require().committing = False
+        """Our commit did not land (not our slot after all, or a commit was live): stand by."""
+        if self.state is not None:
+            self.state.committing = False
 
-    def verified(self, ok: bool) -> list[Action]:
-        """The driver merged the committed set; ``ok`` if it got the committed model hash."""
-        st = self._require()
-        c = st.commitment
-        assert c is not None and st.verifying
-        st.verifying, st.done = False, True
-        if ok:
-            self.stats["rounds_verified"] += 1
+    def verified(self, model_hash: bytes | None, now: float) -> list[Action]:
+        """The driver merged the committed entries and got ``model_hash`` (None: it could
+        not merge them)."""
+        st = self.state
+        if st is None or st.commitment is None or not st.verifying:
             return []
-        self.stats["verify_mismatch"] += 1
-        return [Sync(c.round, c.model_hash)]
+        st.verifying = False
+        if model_hash != st.commitment.model_hash:
+            self.stats["verify_mismatch"] += 1
+            st.rejected = True
+            return []
+        self.stats["rounds_verified"] += 1
+        st.verified, st.attested_at = model_hash, now
+        return [Attest(st.round, model_hash)]
+
+    def attested(self, att: Attestation, now: float) -> list[Action]:
+        """A registered vehicle signed a model hash for the open round (ours included)."""
+        reason = self.check_attestation(att)
+        if reason is not None:
+            self.stats[f"attestation_rejected_{reason}"] += 1
+            return []
+        sigs = self._sigs.setdefault(att.model_hash, {})
+        if att.signer in sigs:
+            return []
+        sigs[att.signer] = att.signature
+        return self._finalize_if_ready(now)
+
+    def finalize_failed(self) -> None:
+        if self.state is not None:
+            self.state.finalizing = False
+
+    def finalized(self, f: RoundFinal, now: float) -> list[Action]:
+        """The chain made round ``f.round`` final: move on, keeping only verified models."""
+        st = self.state
+        if st is not None and (f.round < st.round or (f.round == st.round and st.done)):
+            return []
+        if st is not None and f.round == st.round:
+            st.done = True
+            if st.verified == f.model_hash:
+                return [Adopt(f)]
+            if st.rejected:
+                self.stats["final_overrode_our_check"] += 1  # an alarm: a quorum disagreed
+        self.stats["sync"] += 1
+        return [Sync(f.round, f.model_hash, f.finalized_at)]
 
     def tick(self, now: float) -> list[Action]:
-        """Time passed: retry fetches, re-announce, and commit when it is our turn."""
+        """Time passed: retry fetches, re-announce, expire a stale commit, commit in our slot,
+        finalise in our turn."""
         st = self.state
-        if st is None:
+        if st is None or st.done:
             return []
         actions: list[Action] = self._fetches(now)
-        if st.own is not None and st.commitment is None \
-                and now - st.announced_at >= self.cfg.reannounce_s:
+        c = st.commitment
+        if c is not None and now >= c.committed_at + self.params.finalize_window:
+            self.stats["commit_expired"] += 1
+            st.expired_at = c.committed_at + self.params.finalize_window
+            st.commitment, st.verified, st.rejected, st.verifying = None, None, False, False
+            st.quorum_at, st.finalizing = None, False
+        if st.own is not None and now - st.announced_at >= self.cfg.reannounce_s:
             st.announced_at = now
-            actions.append(Announce(st.own))
+            if st.commitment is None:
+                actions.append(Announce(st.own))
+        if st.verified is not None and now - st.attested_at >= self.cfg.reannounce_s:
+            st.attested_at = now
+            actions.append(Attest(st.round, st.verified))
         if self._should_commit(st, now):
             st.committing = True
             actions.append(Commit(st.round, st.base_hash, self._contributions(st)))
-        return actions
+        return actions + self._finalize_if_ready(now)
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _require(self) -> RoundState:
-        if self.state is None:
-            raise RuntimeError("no round in progress")
-        return self.state
-
-    def _record(self, ann: Announcement) -> None:
-        self._anns[ann.payload_hash] = ann
-        self._by_sender.setdefault((ann.round, ann.sender), ann.payload_hash)
-
-    def _drop(self, ann: Announcement) -> None:
-        del self._anns[ann.payload_hash]
-        if self._by_sender.get((ann.round, ann.sender)) == ann.payload_hash:
-            del self._by_sender[(ann.round, ann.sender)]
-
     def _forget_before(self, round_: int) -> None:
-        for ann in [a for a in self._anns.values() if a.round < round_]:
-            self._drop(ann)
-        self._by_sender = {k: v for k, v in self._by_sender.items() if k[0] >= round_}
-        live = set(self._anns)
+        self._anns = {k: a for k, a in self._anns.items() if a.round >= round_}
+        live = {a.payload_hash for a in self._anns.values()}
         self._have &= live
         self._inflight &= live | {b"ann" + h for h in live}
         self._failed_at.clear()
         self._bad.clear()  # what they named was of an older round, and is rejected as stale
+        self._sigs.clear()
 
     def _contributions(self, st: RoundState) -> tuple[Announcement, ...]:
         mine = [a for a in self._anns.values()
-                if a.round == st.round and a.payload_hash in self._have
-                and self._by_sender.get((a.round, a.sender)) == a.payload_hash]
-        mine.sort(key=lambda a: a.payload_hash)
+                if a.round == st.round and a.payload_hash in self._have]
+        mine.sort(key=lambda a: int(a.sender, 16))
         return tuple(mine[:MAX_CONTRIBUTIONS])
 
-    def _wanted(self, st: RoundState) -> list[bytes]:
+    def _wanted(self, st: RoundState) -> list[tuple[bytes, Announcement | None]]:
         if st.commitment is not None:
-            return list(st.commitment.contributions)
-        return [h for h, a in self._anns.items() if a.round == st.round]
+            return [(e.payload_hash, self.announcement_for(e.payload_hash, e.sender))
+                    for e in st.commitment.contributions]
+        return [(a.payload_hash, a) for a in self._anns.values() if a.round == st.round]
 
     def _fetches(self, now: float) -> list[Action]:
         st = self.state
         if st is None:
             return []
         actions: list[Action] = []
-        for h in self._wanted(st):
-            ann = self._anns.get(h)
+        for h, ann in self._wanted(st):
             key = h if ann is not None else b"ann" + h
             if (ann is not None and h in self._have) or key in self._inflight:
                 continue
@@ -343,28 +431,69 @@ class Engine:
     def _should_commit(self, st: RoundState, now: float) -> bool:
         if st.committing or st.commitment is not None or st.own is None:
             return False
-        got = self._contributions(st)
-        if len(got) < self.cfg.min_peers:
+        holder, end = self.slot(now)
+        if holder != self.me or now > end - self.cfg.margin_s:
             return False
+        got = self._contributions(st)
+        if len(got) < self.params.min_peers:
+            return False
+        origin = st.opened_at if st.expired_at is None else st.expired_at
+        if now >= origin + self.params.round_timeout:
+            return True  # a fallback slot, or the first slot's deadline: commit what we hold
         senders = {a.sender for a in got}
-        everyone = all(v in senders for v in self.committee if v in self.alive or v == self.me)
-        deadline = st.started_at + self.cfg.round_timeout_s
-        rank = self.committer_rank(st.round)
-        if rank == 0:
-            return everyone or now >= deadline
-        return now >= deadline + rank * self.cfg.fallback_s
+        return all(v in senders for v in self.committee if v in self.alive or v == self.me)
+
+    def _reject_commitment(self, reason: str) -> list[Action]:
+        st = self.state
+        assert st is not None
+        self.stats["invalid_commitment"] += 1
+        self.stats[f"invalid_commitment_{reason}"] += 1
+        st.rejected = True
+        return []
 
     def _verify_if_ready(self) -> list[Action]:
         st = self.state
-        if st is None or st.commitment is None or st.verifying or st.done:
+        if st is None or st.commitment is None or st.verifying or st.rejected \
+                or st.verified is not None:
             return []
         c = st.commitment
-        anns = [self._anns.get(h) for h in c.contributions]
-        if any(a is None or a.payload_hash not in self._have for a in anns):
-            return []
-        got = tuple(a for a in anns if a is not None)
-        if len({a.sender for a in got}) != len(got):
-            self.stats["invalid_commitment"] += 1  # one vehicle counted twice
-            return [Sync(c.round, c.model_hash)]
+        anns = []
+        for e in c.contributions:
+            if (e.sender, e.payload_hash) in self._bad:
+                return self._reject_commitment("bad_payload")
+            a = self._anns.get((st.round, e.sender))
+            if a is None or a.payload_hash not in self._have:
+                return []  # still fetching
+            if a.payload_hash != e.payload_hash:
+                return []  # the sender equivocated: _wanted fetches the committed announcement
+            if a.samples != e.samples:
+                return self._reject_commitment("samples")
+            anns.append(a)
+        if len({a.payload_hash for a in anns}) != len(anns):
+            return self._reject_commitment("duplicate_payload")
         st.verifying = True
-        return [Verify(c, got)]
+        return [Verify(c, tuple(anns))]
+
+    def _finalize_if_ready(self, now: float) -> list[Action]:
+        st = self.state
+        c = st.commitment if st is not None else None
+        if st is None or c is None or st.finalizing or st.done:
+            return []
+        sigs = {s: sig for s, sig in self._sigs.get(c.model_hash, {}).items()
+                if s in self.committee}
+        if len(sigs) < self.params.quorum:
+            return []
+        if st.quorum_at is None:
+            st.quorum_at = now
+        # The committer finalises at once; the others step in one fallback slot apart, in the
+        # rotation order after it, if it does not.
+        n = len(self.committee)
+        if self.me not in self.committee:
+            return []
+        start = self.committee.index(c.committer) if c.committer in self.committee else 0
+        turn = (self.committee.index(self.me) - start) % n
+        if now < st.quorum_at + turn * self.params.fallback_slot:
+            return []
+        st.finalizing = True
+        chosen = dict(sorted(sigs.items(), key=lambda kv: int(kv[0], 16))[:64])
+        return [Finalize(st.round, c.model_hash, chosen)]

@@ -95,6 +95,14 @@ def test_wrong_architecture_is_rejected():
         decode(payload, LAYOUT)
 
 
+def test_a_payload_names_its_author():
+    me = bytes(range(20))
+    payload, _ = encode(_delta(4), LAYOUT, BASE, 2, CodecConfig(), author=me)
+    assert decode(payload, LAYOUT).author == me
+    other, _ = encode(_delta(4), LAYOUT, BASE, 2, CodecConfig(), author=bytes(20))
+    assert decode(other, LAYOUT).author != me and other != payload
+
+
 def test_limits_and_header_checks():
     with pytest.raises(CodecError, match="over the"):
         decode(b"\0" * (MAX_PAYLOAD_BYTES + 1), LAYOUT)
@@ -120,9 +128,9 @@ def test_decompression_bomb_is_refused():
     """A body that claims more than the values can need never gets decompressed."""
     good, _ = encode(_delta(6), LAYOUT, BASE, 0, CodecConfig(0.01, 8))
     fields = list(HEADER.unpack_from(good))
-    table_end = HEADER.size + fields[8] * 8
+    table_end = HEADER.size + fields[9] * 8
     bomb = zstandard.ZstdCompressor().compress(b"\0" * (64 << 20))
-    fields[9], fields[10] = len(bomb), 64 << 20
+    fields[10], fields[11] = len(bomb), 64 << 20
     forged = HEADER.pack(*fields) + good[HEADER.size : table_end] + bomb + b"\0\0\0\0"
     with pytest.raises(CodecError, match="impossible"):
         decode(_reseal(bytearray(forged)), LAYOUT)

