@@ -2,10 +2,10 @@
 
 Each round: every vehicle trains ``local_steps`` from the round's base model on its own data,
 compresses its delta (or an attacker crafts one), the payloads pass as bytes through the codec
-exactly as they would over the network, the contributions are merged in the canonical order
-(sorted by payload sha256), and the merged model is the next round's base. Baselines of the
-Nature 2021 swarm-learning paper run on the same data and budget: each vehicle alone, and one
-central model on the pooled data with the fleet's total compute.
+exactly as they would over the network, the contributions are merged in vehicle order (the
+libp2p fleet's canonical order is by sender address), and the merged model is the next round's
+base. Baselines of the Nature 2021 swarm-learning paper run on the same data and budget: each
+vehicle alone, and one central model on the pooled data with the fleet's total compute.
 """
 
 from __future__ import annotations

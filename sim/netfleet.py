@@ -25,11 +25,17 @@ from agent.p2p.identity import Identity
 from agent.p2p.node import Node, NodeConfig
 from agent.signals import Stop, cancel_on_signal
 from agent.swarm.chainview import AsyncLedger
-from agent.swarm.driver import RoundTiming, Vehicle, VehicleConfig, load_vehicle_checkpoint
+from agent.swarm.driver import (
+    RoundDone,
+    RoundTiming,
+    Vehicle,
+    VehicleConfig,
+    load_vehicle_checkpoint,
+)
 from agent.swarm.engine import EngineConfig
 from agent.swarm.learner import Learner
 from chain.launch import embedded, free_port, fund
-from chain.ledger import RoundCommitment, Web3Ledger, deploy
+from chain.ledger import ChainParams, Web3Ledger, deploy
 from models.evaluate import evaluate
 from models.layout import flat_hash
 from models.net import CropNet
@@ -42,6 +48,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class NetFleetConfig:
     min_peers: int = 0  # 0: a majority of the fleet
+    quorum: int = 0  # 0: a majority of the fleet
+    round_timeout: int = 120  # the chain's round parameters (round-v2.md)
+    fallback_slot: int = 20
+    finalize_window: int = 60
     engine: EngineConfig = EngineConfig()
     state_dir: Path | None = None  # vehicle checkpoints (default: none kept)
 
@@ -97,15 +107,18 @@ class NetFleet:
         self.fleet = Fleet(self.w3.eth.chain_id, bytes.fromhex(self.contract[2:]))
 
     @property
-    def min_peers(self) -> int:
-        return self.net.min_peers or self.cfg.vehicles // 2 + 1
+    def params(self) -> ChainParams:
+        majority = self.cfg.vehicles // 2 + 1
+        n = self.net
+        return ChainParams(n.min_peers or majority, n.quorum or majority, n.round_timeout,
+                           n.fallback_slot, n.finalize_window)
 
     def _deploy(self) -> str:
         operator = Account.from_key(hashlib.sha256(f"swarmdrive-sim/{self.cfg.seed}/operator"
                                                    .encode()).digest())
         fund(self.w3, operator.address)
         address = deploy(self.w3, operator, bytes.fromhex(flat_hash(self.layout, self.genesis)),
-                         self.min_peers)
+                         self.params)
         ledger = Web3Ledger(self.w3, address, operator)
         for ident in self.identities:
             fund(self.w3, ident.address)
@@ -123,7 +136,7 @@ class NetFleet:
         d = self.net.state_dir
         return None if d is None else d / f"vehicle-{i}.ckpt"
 
-    def vehicle(self, i: int, on_round: Callable[[Vehicle, RoundCommitment], None] | None = None
+    def vehicle(self, i: int, on_round: Callable[[Vehicle, RoundDone], None] | None = None
                 ) -> Vehicle:
         """Vehicle ``i``, from its checkpoint if it has one (a restart), else factory-fresh."""
         ident = self.identities[i]
@@ -154,13 +167,13 @@ def run_swarm_p2p(cfg: FleetConfig, data: FleetData, net: NetFleetConfig = NetFl
     reports: dict[int, RoundReport] = {}
     probe = fleet.learner(0)  # its own network: the vehicles' learners may be training
 
-    def on_round(v: Vehicle, c: RoundCommitment) -> None:
+    def on_round(v: Vehicle, c: RoundDone) -> None:
         if c.round not in reports and c.committer:
             acc = None
             if evaluate_rounds:
                 probe.load(v.model)
                 acc = evaluate(probe.model, fleet.data.test, CLASSES).accuracy
-            reports[c.round] = RoundReport(c.round, c.committer, len(c.contributions),
+            reports[c.round] = RoundReport(c.round, c.committer, c.contributions,
                                            c.model_hash.hex(), time.perf_counter() - t0, acc)
             if progress:
                 progress(reports[c.round])
@@ -196,7 +209,7 @@ def summarise(fleet: NetFleet, vehicles: list[Vehicle], rounds: list[RoundReport
                           "profile": fleet.data.profiles[i].name, "accuracy": acc,
                           "model_hash": flat_hash(v.layout, v.model)}
     stats = {v.address: dict(Counter(v.node.stats) + Counter(
-        v.engine.stats if v.engine else {})) for v in vehicles}
+        v.engine.stats if v.engine else {}) + v.stats) for v in vehicles}
     vehicles[0].learner.load(vehicles[0].model)
     return NetResult(out, chain_hash, rounds,
                      {v.address: [v.timings[r] for r in sorted(v.timings)] for v in vehicles},

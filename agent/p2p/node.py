@@ -27,8 +27,9 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.tools.anyio_service import background_trio_service
 
-from agent.p2p import announce
+from agent.p2p import announce, attest
 from agent.p2p.announce import Announcement, Fleet
+from agent.p2p.attest import Attestation
 from agent.p2p.fetch import PROTOCOL as FETCH_PROTOCOL
 from agent.p2p.fetch import BadPayloadError, FetchError, FetchServer, fetch_from
 from agent.p2p.guards import GuardedPubsub, close_swarm
@@ -38,8 +39,9 @@ from agent.p2p.store import ContentStore, Kind
 log = logging.getLogger(__name__)
 
 GOSSIP_PROTOCOLS = [TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")]
-# A reason to drop an announcement, or None to accept it.
+# A reason to drop an announcement (or attestation), or None to accept it.
 Validator = Callable[[Announcement], str | None]
+AttestationValidator = Callable[[Attestation], str | None]
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,10 @@ class NodeConfig:
     max_announcements_per_s: float = 200.0
 
 
-def topic_for(fleet: Fleet) -> str:
-    return f"/swarmdrive/{fleet.chain_id}/{fleet.contract.hex()}/announce/1"
+def topic_for(fleet: Fleet, kind: str = "announce") -> str:
+    """The fleet's gossip topic: chain ID in decimal, contract as 40 lowercase hex digits
+    without 0x, ``announce`` or ``attest``."""
+    return f"/swarmdrive/{fleet.chain_id}/{fleet.contract.hex()}/{kind}/1"
 
 
 class Node:
@@ -70,6 +74,7 @@ class Node:
         self.store = store or ContentStore()
         self.stats: Counter[str] = Counter()
         self.topic = topic_for(fleet)
+        self.attest_topic = topic_for(fleet, "attest")
         self.host: IHost = new_host(
             key_pair=identity.key_pair, enable_mDNS=cfg.mdns,
             # Noise only: py-libp2p also offers /plaintext, TLS and secio by default.
@@ -84,8 +89,11 @@ class Node:
                                   cfg.fetch_timeout_s)
         self._fetch_slots = trio.CapacityLimiter(cfg.max_concurrent_fetches)
         self._validate: Validator = lambda ann: "not ready"
+        self._validate_attestation: AttestationValidator = lambda att: "not ready"
         send, self.announcements = trio.open_memory_channel[Announcement](1024)
         self._send = send
+        send_att, self.attestations = trio.open_memory_channel[Attestation](1024)
+        self._send_att = send_att
 
     @property
     def peer_id(self) -> ID:
@@ -96,16 +104,20 @@ class Node:
         return [str(a) for a in self.host.get_addrs()]
 
     @asynccontextmanager
-    async def running(self, validate: Validator) -> AsyncIterator[Node]:
-        """Listen, join the fleet topic and serve fetches until the block exits."""
-        self._validate = validate
+    async def running(self, validate: Validator, validate_attestation: AttestationValidator
+                      ) -> AsyncIterator[Node]:
+        """Listen, join the fleet's topics and serve fetches until the block exits."""
+        self._validate, self._validate_attestation = validate, validate_attestation
         async with self.host.run([self._listen]), background_trio_service(self.pubsub), \
                 background_trio_service(self.gossip), trio.open_nursery() as nursery:
             await self.pubsub.wait_until_ready()
             self.host.set_stream_handler(FETCH_PROTOCOL, self.server.handle)
             self.pubsub.set_topic_validator(self.topic, self._gossip_validator, False)
+            self.pubsub.set_topic_validator(self.attest_topic, self._attest_validator, False)
             sub = await self.pubsub.subscribe(self.topic)
             nursery.start_soon(self._receive, sub)
+            nursery.start_soon(self._receive_attestations,
+                               await self.pubsub.subscribe(self.attest_topic))
             if self.cfg.bootstrap:
                 nursery.start_soon(self._keep_bootstrapped)
             log.info("node_started peer=%s address=%s listen=%s", self.peer_id,
@@ -130,9 +142,22 @@ class Node:
             return self._reject(reason, forwarder, f"{ann.sender} round={ann.round}")
         return True
 
-    def _reject(self, reason: str, forwarder: ID, detail: str) -> bool:
-        self.stats[f"announce_rejected_{reason}"] += 1
-        log.info("announce_rejected reason=%s forwarder=%s %s", reason, forwarder, detail)
+    def _attest_validator(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
+        try:
+            att = attest.parse(msg.data)
+        except attest.AttestError as e:
+            return self._reject("malformed", forwarder, str(e), "attestation")
+        if att.fleet != self.fleet:
+            return self._reject("other_fleet", forwarder, att.signer, "attestation")
+        reason = self._validate_attestation(att)
+        if reason is not None:
+            return self._reject(reason, forwarder, f"{att.signer} round={att.round}",
+                                "attestation")
+        return True
+
+    def _reject(self, reason: str, forwarder: ID, detail: str, what: str = "announce") -> bool:
+        self.stats[f"{what}_rejected_{reason}"] += 1
+        log.info("%s_rejected reason=%s forwarder=%s %s", what, reason, forwarder, detail)
         return False
 
     async def _receive(self, sub: object) -> None:
@@ -148,6 +173,22 @@ class Node:
                 self._send.send_nowait(ann)
             except trio.WouldBlock:
                 self.stats["announce_dropped_backlog"] += 1
+
+    async def _receive_attestations(self, sub: object) -> None:
+        while True:
+            msg = await sub.get()  # type: ignore[attr-defined]
+            try:
+                att = attest.parse(msg.data)
+            except attest.AttestError:  # cannot happen after the validator; stay safe
+                continue
+            try:
+                self._send_att.send_nowait(att)
+            except trio.WouldBlock:
+                self.stats["attestation_dropped_backlog"] += 1
+
+    async def publish_attestation(self, att: Attestation) -> None:
+        await self.pubsub.publish(self.attest_topic, att.raw)
+        self.stats["bytes_sent"] += len(att.raw) * len(self.connected())
 
     async def publish(self, ann: Announcement) -> None:
         self.store.put(Kind.ANNOUNCEMENT, ann.raw, key=ann.payload_hash)

@@ -7,7 +7,6 @@ transports compute the same model from the same payloads.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,10 +26,10 @@ class Combined:
 
 def combine(base: np.ndarray, payloads: Sequence[tuple[bytes, int]], layout: ModelLayout,
             cfg: MergeConfig) -> Combined:
-    """``base`` plus the merge of (payload, samples) pairs, taken in canonical order (ascending
-    payload sha256) whatever order they come in. Raises ``CodecError`` or ``MergeError``."""
-    ordered = sorted(payloads, key=lambda ps: hashlib.sha256(ps[0]).digest())
-    result = merge([Contribution(decode(p, layout).values, samples) for p, samples in ordered],
+    """``base`` plus the merge of (payload, samples) pairs in the order given: the canonical
+    order is the commitment's (senders ascending), so the caller passes them that way.
+    Raises ``CodecError`` or ``MergeError``."""
+    result = merge([Contribution(decode(p, layout).values, samples) for p, samples in payloads],
                    cfg)
     model = base + result.delta
     return Combined(model, bytes.fromhex(flat_hash(layout, model)), result)

@@ -1,8 +1,10 @@
 """The trio driver of the round engine: one vehicle in the swarm.
 
-It feeds the engine what happens (gossip, fetch results, chain events, time) and carries out
-the engine's actions as tasks in one nursery. Training and merging run on worker threads, chain
-calls on the chain's lane, so the trio loop always keeps serving peers. The daemon runs one
+It feeds the engine what happens (gossip, attestations, fetch results, chain events, the
+chain's clock) and carries out the engine's actions as tasks in one nursery. Training and
+merging run on worker threads, chain calls on the chain's lane, so the trio loop always keeps
+serving peers. Nothing a peer or the chain does ends a vehicle: every action catches its own
+failures and turns them into an engine event or a counted, logged state. The daemon runs one
 ``Vehicle``; the simulator runs several in one process.
 """
 
@@ -11,8 +13,9 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,7 @@ import torch
 import trio
 from libp2p.peer.id import ID
 
-from agent.p2p import announce
+from agent.p2p import announce, attest
 from agent.p2p.announce import Announcement
 from agent.p2p.fetch import FetchError
 from agent.p2p.identity import address_of_peer
@@ -30,19 +33,30 @@ from agent.swarm.chainview import AsyncLedger
 from agent.swarm.combine import Combined, combine
 from agent.swarm.engine import (
     Action,
+    Adopt,
     Announce,
+    Attest,
     Commit,
     Engine,
     EngineConfig,
     Fetch,
     FetchAnnouncement,
+    Finalize,
     Sync,
     Train,
     Verify,
 )
 from agent.swarm.learner import Contributed, Learner
 from chain.errors import LedgerError
-from chain.ledger import RoundCommitment
+from chain.ledger import (
+    ChainEvent,
+    Entry,
+    MemberChange,
+    ParamsChange,
+    RoundCommitment,
+    RoundFinal,
+    members,
+)
 from models.atomic import atomic_write_bytes
 from models.codec import CodecError, decode
 from models.layout import flat_hash, model_bytes, model_from_bytes
@@ -50,16 +64,16 @@ from models.merge import MergeConfig, MergeError
 
 log = logging.getLogger(__name__)
 KEEP_TIMINGS = 1000  # rounds of timing kept in memory by a long-running daemon
+SYNC_BACKOFF_S = (0.5, 10.0)  # fetching a final model by hash: first wait, cap
 
 
 @dataclass(frozen=True)
 class VehicleConfig:
     local_steps: int
     merge: MergeConfig = MergeConfig()
-    engine: EngineConfig = EngineConfig()  # min_peers comes from the chain
+    engine: EngineConfig = EngineConfig()  # the round's parameters come from the chain
     tick_s: float = 0.1
     poll_s: float = 0.2  # chain polling interval
-    sync_retry_s: float = 1.0
     rounds: int | None = None  # stop contributing after this round count (the simulator)
     checkpoint: Path | None = None
 
@@ -71,8 +85,20 @@ class RoundTiming:
     exchange_s: float = 0.0  # time with at least one payload fetch in flight
     merge_s: float = 0.0
     commit_s: float = 0.0  # the commit transaction, on the committer only
-    round_s: float = 0.0  # from the round's start to its verified commitment
+    finalize_s: float = 0.0  # the finalize transaction, on whoever sent it
+    round_s: float = 0.0  # from the round's start to its final model here
     committed_by_me: bool = False
+
+
+@dataclass(frozen=True)
+class RoundDone:
+    """A round this vehicle finished: final on chain, its model adopted here."""
+    round: int
+    model_hash: bytes
+    committer: str  # "" when the vehicle synced the final model without seeing the commit
+    contributions: int
+    signers: int
+    verified: bool  # we recomputed it ourselves (else a quorum did, and we fetched it)
 
 
 @dataclass
@@ -86,19 +112,23 @@ class Vehicle:
     # machine (the simulator) share the lanes, as they share its cores.
     train_lane: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(1))
     work_lane: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(2))
-    on_round: Callable[[Vehicle, RoundCommitment], None] | None = None
+    on_round: Callable[[Vehicle, RoundDone], None] | None = None
     timings: dict[int, RoundTiming] = field(default_factory=dict)
     done: trio.Event = field(default_factory=trio.Event)
     engine: Engine | None = None
+    stats: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self.layout = self.learner.layout
         self.model_hash = bytes.fromhex(flat_hash(self.layout, self.model))
         self._learner_lock = trio.Lock()
-        self._merged: dict[tuple[int, tuple[bytes, ...]], Combined] = {}
+        self._merged: dict[bytes, Combined] = {}  # by model hash: the committer's and ours
+        self._commitments: dict[int, RoundCommitment] = {}
         self._started: dict[int, float] = {}
         self._nursery: trio.Nursery | None = None
         self._fetching, self._fetching_since = 0, 0.0  # concurrent fetches, for timing
+        self._clock_offset = time.time() - time.monotonic()
+        self._changes: list[MemberChange] = []
 
     @property
     def address(self) -> str:
@@ -109,30 +139,35 @@ class Vehicle:
     async def run(self) -> None:
         """Join the fleet and take part in rounds until cancelled."""
         ledger = self.chain.ledger
-        head = await self.chain.run(ledger.head)
         status = await self.chain.run(ledger.status)
         committee = tuple(await self.chain.run(ledger.vehicles))
         if self.address not in committee:
             log.warning("vehicle_not_registered address=%s: announcements will be ignored",
                         self.address)
-        engine = Engine(self.address, committee,
-                        replace(self.cfg.engine, min_peers=max(1, status.min_peers)))
+        engine = Engine(self.address, committee, status.params, self.cfg.engine)
         self.engine = engine
         self._put_model(self.model, self.model_hash)
-        async with self.node.running(engine.check), trio.open_nursery() as nursery:
+        async with self.node.running(engine.check, engine.check_attestation), \
+                trio.open_nursery() as nursery:
             self._nursery = nursery
-            nursery.start_soon(self._gossip_in)
-            nursery.start_soon(self._chain_in, head + 1)
-            nursery.start_soon(self._ticker)
             log.info("vehicle_joined address=%s round=%d model=%s", self.address,
-                     status.rounds_committed, status.latest_model.hex()[:12])
-            if status.latest_model == self.model_hash:
-                self._act(engine.start(status.rounds_committed, self.model_hash, self._now()))
-            else:
-                self._act([Sync(status.rounds_committed - 1, status.latest_model)])
+                     status.rounds_final, status.latest_model.hex()[:12])
+            if status.latest_model != self.model_hash:
+                model = await self._fetch_model(status.rounds_final - 1, status.latest_model)
+                self._set_model(model, status.latest_model)
+            self._act(engine.start(status.rounds_final, self.model_hash, status.opened_at,
+                                   self._now()))
+            # From block 0: the open round's commits (and so its expiries) replay into the
+            # engine; older events are of rounds it has left behind and are ignored.
+            nursery.start_soon(self._chain_in, 0)
+            nursery.start_soon(self._gossip_in)
+            nursery.start_soon(self._attestations_in)
+            nursery.start_soon(self._ticker)
 
     def _now(self) -> float:
-        return time.monotonic()
+        """Our estimate of the chain's clock: the wall clock, or the latest block's timestamp
+        if the chain runs ahead of it (a dev chain mines each block a second after the last)."""
+        return time.monotonic() + self._clock_offset
 
     def _act(self, actions: list[Action]) -> None:
         assert self._nursery is not None
@@ -140,6 +175,15 @@ class Vehicle:
             self._nursery.start_soon(self._do, a)
 
     async def _do(self, a: Action) -> None:
+        try:
+            await self._dispatch(a)
+        except (trio.Cancelled, KeyboardInterrupt):
+            raise
+        except Exception as e:  # a bug or an unforeseen failure: one action lost, not a vehicle
+            self.stats["action_failed"] += 1
+            log.exception("action_failed action=%s error=%s", type(a).__name__, e)
+
+    async def _dispatch(self, a: Action) -> None:
         if isinstance(a, Train):
             await self._train(a)
         elif isinstance(a, Announce):
@@ -152,6 +196,12 @@ class Vehicle:
             await self._commit(a)
         elif isinstance(a, Verify):
             await self._verify(a)
+        elif isinstance(a, Attest):
+            await self._attest(a)
+        elif isinstance(a, Finalize):
+            await self._finalize(a)
+        elif isinstance(a, Adopt):
+            await self._adopt_verified(a)
         elif isinstance(a, Sync):
             await self._sync(a)
 
@@ -166,9 +216,31 @@ class Vehicle:
         async for ann in self.node.announcements:
             self._act(self._engine.announced(ann, self._now()))
 
+    async def _attestations_in(self) -> None:
+        async for att in self.node.attestations:
+            self._act(self._engine.attested(att, self._now()))
+
     async def _chain_in(self, from_block: int) -> None:
-        async for c in self.chain.follow(from_block, self.cfg.poll_s):
-            self._act(self._engine.committed(c, self._now()))
+        async for event, chain_time in self.chain.follow(from_block, self.cfg.poll_s):
+            self._clock_offset = max(self._clock_offset, chain_time - time.monotonic())
+            if event is not None:
+                self._on_chain(event)
+
+    def _on_chain(self, e: ChainEvent) -> None:
+        engine, now = self._engine, self._now()
+        if isinstance(e, MemberChange):
+            self._changes.append(e)
+            committee = tuple(members(self._changes))
+            if committee != engine.committee:
+                log.info("committee_changed vehicles=%d", len(committee))
+                engine.set_committee(committee)
+        elif isinstance(e, ParamsChange):
+            engine.set_params(e.params)
+        elif isinstance(e, RoundCommitment):
+            self._commitments[e.round] = e
+            self._act(engine.committed(e, now))
+        elif isinstance(e, RoundFinal):
+            self._act(engine.finalized(e, now))
 
     async def _ticker(self) -> None:
         while True:
@@ -182,18 +254,25 @@ class Vehicle:
         return self.timings.setdefault(round_, RoundTiming(round_))
 
     async def _train(self, a: Train) -> None:
-        self._started[a.round] = self._now()
+        self._started[a.round] = time.monotonic()
         base = self.model
+
         def contribute() -> tuple[Contributed, float]:
             t0 = time.perf_counter()  # timed in the thread: waiting for the lane is not training
-            out = self.learner.contribute(base, a.base_hash, a.round, self.cfg.local_steps)
+            out = self.learner.contribute(base, a.base_hash, a.round, self.cfg.local_steps,
+                                          author=bytes.fromhex(self.address[2:]))
             return out, time.perf_counter() - t0
 
         async with self._learner_lock:
             # Abandon on cancel: a vehicle shutting down must not wait for its training thread.
             # (trio-typing's stale stubs, which libp2p pulls in, lack abandon_on_cancel.)
-            out, seconds = await trio.to_thread.run_sync(  # type: ignore[call-arg]
-                contribute, limiter=self.train_lane, abandon_on_cancel=True)
+            try:
+                out, seconds = await trio.to_thread.run_sync(  # type: ignore[call-arg]
+                    contribute, limiter=self.train_lane, abandon_on_cancel=True)
+            except (ValueError, RuntimeError) as e:  # e.g. a NaN delta: sit this round out
+                self.stats["train_failed"] += 1
+                log.error("train_failed round=%d error=%s", a.round, e)
+                return
         self._timing(a.round).train_s = seconds
         key = self.node.store.put(Kind.DELTA, out.payload)
         ann = announce.sign(self.node.identity, self.node.fleet, a.round, a.base_hash, key,
@@ -207,12 +286,12 @@ class Vehicle:
     async def _fetch(self, a: Fetch) -> None:
         round_ = self._engine.round
         if self._fetching == 0:
-            self._fetching_since = self._now()
+            self._fetching_since = time.monotonic()
         self._fetching += 1
         try:
             payload = await self.node.fetch(Kind.DELTA, a.payload_hash, a.size,
                                             prefer=self._peer_of(a.sender))
-            ann = self._engine.announcement(a.payload_hash)
+            ann = self._engine.announcement_for(a.payload_hash, a.sender)
             await trio.to_thread.run_sync(self._check_payload, payload, ann,
                                           limiter=self.work_lane)
         except FetchError as e:
@@ -223,19 +302,24 @@ class Vehicle:
             self.node.stats["payload_invalid"] += 1
             log.warning("payload_invalid payload=%s sender=%s error=%s",
                         a.payload_hash.hex()[:12], a.sender, e)
-            self._act(self._engine.payload_invalid(a.payload_hash))
+            self._act(self._engine.payload_invalid(a.payload_hash, a.sender))
             return
         finally:
             self._fetching -= 1
             if self._fetching == 0 and round_ is not None:
-                self._timing(round_).exchange_s += self._now() - self._fetching_since
+                self._timing(round_).exchange_s += time.monotonic() - self._fetching_since
         self._act(self._engine.fetched(a.payload_hash, True, self._now()))
 
     def _check_payload(self, payload: bytes, ann: Announcement | None) -> None:
-        """A payload must decode and say what its announcement says (round and base)."""
+        """A payload must decode and say what its announcement says (round, base, author)."""
         got = decode(payload, self.layout)
-        if ann is not None and (got.round != ann.round or got.base_hash != ann.base_hash):
+        if ann is None:
+            return
+        if got.round != ann.round or got.base_hash != ann.base_hash:
             raise CodecError(f"payload is for round {got.round}, announced for {ann.round}")
+        if got.author != bytes.fromhex(ann.sender[2:]):
+            raise CodecError(f"payload's author 0x{got.author.hex()} is not its announcer "
+                             f"{ann.sender}")
 
     async def _fetch_announcement(self, a: FetchAnnouncement) -> None:
         try:
@@ -247,20 +331,17 @@ class Vehicle:
         self._act(self._engine.announcement_fetched(ann, a.payload_hash, self._now()))
 
     async def _merge(self, round_: int, base_hash: bytes,
-                     contributions: tuple[Announcement, ...]) -> Combined:
-        """Our model plus the merge of ``contributions``; the committer's own merge is reused
-        when it verifies its commitment."""
+                     contributions: list[tuple[bytes, int]]) -> Combined:
+        """Our model plus the merge of (payload hash, samples) in the order given."""
         if base_hash != self.model_hash:
             raise MergeError(f"round {round_} builds on {base_hash.hex()[:12]}, but this vehicle "
                              f"holds {self.model_hash.hex()[:12]}")
-        key = (round_, tuple(a.payload_hash for a in contributions))
-        if key in self._merged:
-            return self._merged[key]
         payloads = []
-        for a in contributions:
-            data = self.node.store.get(Kind.DELTA, a.payload_hash)
-            assert data is not None, "the engine asks to merge only payloads we hold"
-            payloads.append((data, a.samples))
+        for h, samples in contributions:
+            data = self.node.store.get(Kind.DELTA, h)
+            if data is None:  # evicted from the store since it was fetched
+                raise MergeError(f"payload {h.hex()[:12]} is no longer in the store")
+            payloads.append((data, samples))
         base = self.model
 
         def timed_combine() -> tuple[Combined, float]:
@@ -269,71 +350,111 @@ class Vehicle:
 
         combined, seconds = await trio.to_thread.run_sync(timed_combine, limiter=self.work_lane)
         self._timing(round_).merge_s += seconds
-        self._merged = {key: combined}
+        self._merged = {**{k: v for k, v in self._merged.items() if k != self.model_hash},
+                        combined.model_hash: combined}
+        if len(self._merged) > 4:  # a few candidates of the open round at most
+            self._merged.pop(next(iter(self._merged)))
         return combined
 
     async def _commit(self, a: Commit) -> None:
+        entries = [Entry(x.sender, x.samples, x.payload_hash) for x in a.contributions]
         try:
-            combined = await self._merge(a.round, a.base_hash, a.contributions)
-        except MergeError as e:
+            combined = await self._merge(a.round, a.base_hash,
+                                         [(x.payload_hash, x.samples) for x in a.contributions])
+        except (MergeError, CodecError) as e:
             log.error("commit_impossible round=%d error=%s", a.round, e)
             self._engine.commit_failed()
             return
         self._put_model(combined.model, combined.model_hash)
-        t0 = self._now()
+        t0 = time.monotonic()
         try:
             c = await self.chain.run(self.chain.ledger.commit_round, a.round, a.base_hash,
-                                     combined.model_hash,
-                                     [x.payload_hash for x in a.contributions])
-        except LedgerError as e:  # usually: another committer was first
+                                     combined.model_hash, entries)
+        except LedgerError as e:  # not our slot after all, or a commit is live
             log.info("commit_not_landed round=%d error=%s", a.round, e)
             self._engine.commit_failed()
             return
         t = self._timing(a.round)
-        t.commit_s, t.committed_by_me = self._now() - t0, True
-        log.info("committed round=%d contributions=%d model=%s", a.round, len(a.contributions),
+        t.commit_s, t.committed_by_me = time.monotonic() - t0, True
+        log.info("committed round=%d contributions=%d model=%s", a.round, len(entries),
                  combined.model_hash.hex()[:12])
+        self._commitments[c.round] = c
         self._act(self._engine.committed(c, self._now()))
 
     async def _verify(self, a: Verify) -> None:
         c = a.commitment
         try:
-            combined = await self._merge(c.round, c.base_hash, a.contributions)
-            ok = combined.model_hash == c.model_hash
+            combined = await self._merge(c.round, c.base_hash,
+                                         [(e.payload_hash, e.samples) for e in c.contributions])
+            got: bytes | None = combined.model_hash
         except (MergeError, CodecError) as e:
             log.error("verify_failed round=%d error=%s", c.round, e)
-            ok = False
-        if not ok:
-            log.error("verify_mismatch round=%d committer=%s committed=%s", c.round, c.committer,
-                      c.model_hash.hex()[:12])
-            self._act(self._engine.verified(False))
-            return
-        self._act(self._engine.verified(True))
-        await self._adopt(combined.model, c)
+            got = None
+        if got != c.model_hash:
+            log.error("verify_mismatch round=%d committer=%s committed=%s ours=%s", c.round,
+                      c.committer, c.model_hash.hex()[:12], got.hex()[:12] if got else "-")
+        else:
+            self._put_model(combined.model, combined.model_hash)
+        self._act(self._engine.verified(got, self._now()))
 
-    async def _sync(self, a: Sync) -> None:
-        """Fetch the model the chain names by its hash, from any peer, until we have it."""
+    async def _attest(self, a: Attest) -> None:
+        att = attest.sign(self.node.identity, self.node.fleet, a.round, a.model_hash)
+        self._act(self._engine.attested(att, self._now()))
+        await self.node.publish_attestation(att)
+
+    async def _finalize(self, a: Finalize) -> None:
+        t0 = time.monotonic()
+        try:
+            f = await self.chain.run(self.chain.ledger.finalize_round, a.round, a.model_hash,
+                                     a.signatures)
+        except LedgerError as e:  # someone finalised first, or the commit expired
+            log.info("finalize_not_landed round=%d error=%s", a.round, e)
+            self._engine.finalize_failed()
+            return
+        self._timing(a.round).finalize_s = time.monotonic() - t0
+        log.info("finalized round=%d signers=%d model=%s", a.round, len(f.signers),
+                 f.model_hash.hex()[:12])
+        self._act(self._engine.finalized(f, self._now()))
+
+    async def _fetch_model(self, round_: int, model_hash: bytes) -> np.ndarray:
+        """The model named ``model_hash`` from any peer, retrying with backoff until we have
+        it (cancellable: a newer final round or shutdown ends the wait)."""
         size = 8 + 4 * self.layout.size
-        attempt = 0
+        delay, attempt = SYNC_BACKOFF_S[0], 0
         while True:
             attempt += 1
             try:
-                data = await self.node.fetch(Kind.MODEL, a.model_hash, size)
-                model = model_from_bytes(self.layout, data)
-                break
+                data = await self.node.fetch(Kind.MODEL, model_hash, size)
+                return model_from_bytes(self.layout, data)
             except (FetchError, ValueError) as e:
-                if attempt == 1 or attempt % 30 == 0:
-                    log.warning("sync_waiting round=%d model=%s attempt=%d error=%s", a.round,
-                                a.model_hash.hex()[:12], attempt, e)
-                await trio.sleep(self.cfg.sync_retry_s)
-        log.info("synced round=%d model=%s attempts=%d", a.round, a.model_hash.hex()[:12],
-                 attempt)
-        if a.round < 0:  # the genesis model: nothing committed yet
-            self._set_model(model, a.model_hash)
-            self._act(self._engine.start(0, a.model_hash, self._now()))
+                self.stats["sync_retry"] += 1
+                if attempt == 1 or attempt % 10 == 0:
+                    log.warning("sync_waiting round=%d model=%s attempt=%d error=%s", round_,
+                                model_hash.hex()[:12], attempt, e)
+            await trio.sleep(delay)
+            delay = min(SYNC_BACKOFF_S[1], delay * 2)
+
+    async def _sync(self, a: Sync) -> None:
+        """Adopt a final model we did not verify ourselves: a quorum did; fetch it by hash."""
+        model = await self._fetch_model(a.round, a.model_hash)
+        log.info("synced round=%d model=%s", a.round, a.model_hash.hex()[:12])
+        c = self._commitments.get(a.round)
+        if c is None or c.model_hash != a.model_hash:
+            c = None
+        await self._adopt(model, RoundDone(a.round, a.model_hash, c.committer if c else "",
+                                           len(c.contributions) if c else 0, 0, False),
+                          a.opened_at)
+
+    async def _adopt_verified(self, a: Adopt) -> None:
+        f = a.final
+        combined = self._merged.get(f.model_hash)
+        if combined is None:  # cannot happen: the engine adopts only what we merged
+            await self._sync(Sync(f.round, f.model_hash, f.finalized_at))
             return
-        c = RoundCommitment(a.round, "", b"", a.model_hash, b"", (), 0)
-        await self._adopt(model, c)
+        c = self._commitments.get(f.round)
+        await self._adopt(combined.model, RoundDone(
+            f.round, f.model_hash, c.committer if c else "", len(c.contributions) if c else 0,
+            len(f.signers), True), f.finalized_at)
 
     def _put_model(self, model: np.ndarray, model_hash: bytes) -> None:
         self.node.store.put(Kind.MODEL, model_bytes(self.layout, model), key=model_hash)
@@ -343,26 +464,27 @@ class Vehicle:
         self.model, self.model_hash = model, model_hash
         self.node.store.put(Kind.MODEL, model_bytes(self.layout, model), key=model_hash, pin=True)
 
-    async def _adopt(self, model: np.ndarray, c: RoundCommitment) -> None:
-        """Round ``c.round`` is done here: keep its model, checkpoint, start the next round."""
-        if self._engine.round is not None and c.round < self._engine.round:
+    async def _adopt(self, model: np.ndarray, done: RoundDone, opened_at: float) -> None:
+        """Round ``done.round`` is final here: keep its model, checkpoint, start the next."""
+        if self._engine.round is not None and done.round < self._engine.round:
             return  # a sync that a newer round overtook
-        self._set_model(model, c.model_hash)
-        started = self._started.pop(c.round, None)
+        self._set_model(model, done.model_hash)
+        started = self._started.pop(done.round, None)
         if started is not None:
-            self._timing(c.round).round_s = self._now() - started
-        self._started = {r: t for r, t in self._started.items() if r > c.round}
-        for r in [r for r in self.timings if r < c.round - KEEP_TIMINGS]:
+            self._timing(done.round).round_s = time.monotonic() - started
+        self._started = {r: t for r, t in self._started.items() if r > done.round}
+        self._commitments = {r: c for r, c in self._commitments.items() if r > done.round}
+        for r in [r for r in self.timings if r < done.round - KEEP_TIMINGS]:
             del self.timings[r]
         if self.cfg.checkpoint is not None:
             await trio.to_thread.run_sync(save_vehicle_checkpoint, self.cfg.checkpoint,
-                                          c.round, self.model, self.learner)
+                                          done.round, self.model, self.learner)
         if self.on_round is not None:
-            self.on_round(self, c)
-        if self.cfg.rounds is not None and c.round + 1 >= self.cfg.rounds:
+            self.on_round(self, done)
+        if self.cfg.rounds is not None and done.round + 1 >= self.cfg.rounds:
             self.done.set()
             return
-        self._act(self._engine.start(c.round + 1, c.model_hash, self._now()))
+        self._act(self._engine.start(done.round + 1, done.model_hash, opened_at, self._now()))
 
 
 def save_vehicle_checkpoint(path: Path, round_: int, model: np.ndarray, learner: Learner) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.codec import CodecConfig, encode
+from models.codec import ANONYMOUS, CodecConfig, encode
 from models.data import CropSet
 from models.layout import ModelLayout
 from models.net import CropNet, NetConfig
@@ -71,10 +71,11 @@ class Learner:
         return self.weights() - base, float(np.mean(losses))
 
     def contribute(self, base: np.ndarray, base_hash: bytes, round_: int,
-                   local_steps: int) -> Contributed:
-        """One round's work: train, then compress the delta with error feedback."""
+                   local_steps: int, author: bytes = ANONYMOUS) -> Contributed:
+        """One round's work: train, then compress the delta with error feedback. ``author``
+        (the vehicle's 20-byte address) goes into the payload."""
         self.step = round_ * local_steps  # the schedule follows the fleet's round, not ours
         delta, loss = self.train_round(base, local_steps)
         payload, self.residual = encode(delta, self.layout, base_hash, round_, self.codec,
-                                        self.residual)
+                                        self.residual, author)
         return Contributed(payload=payload, samples=self.samples, loss=loss, delta=delta)

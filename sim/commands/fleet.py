@@ -70,9 +70,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help="rounds between accuracy reports (memory transport)")
     p.add_argument("--min-peers", type=non_negative_int, default=0,
                    help="contributions a round needs (libp2p; 0: a majority)")
-    p.add_argument("--round-timeout", type=float_range(0.0, 86_400.0, lo_open=True),
-                   default=120.0,
-                   help="seconds the committer waits for connected but silent vehicles")
+    p.add_argument("--round-timeout", type=int_range(1, 86_400), default=120, metavar="S",
+                   help="seconds the first committer waits for connected but silent vehicles "
+                        "(libp2p; later committers get 20 s each)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of drives and weights")
     p.add_argument("--threads", type=int_range(1, 256), default=2, help="torch CPU threads")
     p.add_argument("--out", type=Path, help="folder for result.json and the final model.pt")
@@ -188,12 +188,10 @@ def run_libp2p(args: argparse.Namespace, cfg: FleetConfig, data: FleetData,
                summary: dict[str, object]) -> CropNet:
     # Dials to peers that are not listening yet are expected while the fleet starts; our own
     # node logs every failure that matters, so libp2p's error lines would only be noise.
-    from agent.swarm.engine import EngineConfig
     from sim.netfleet import NetFleetConfig, run_swarm_p2p
 
     logging.getLogger("libp2p").setLevel(logging.CRITICAL)
-    net = NetFleetConfig(min_peers=args.min_peers,
-                         engine=EngineConfig(round_timeout_s=args.round_timeout))
+    net = NetFleetConfig(min_peers=args.min_peers, round_timeout=args.round_timeout)
     result = run_swarm_p2p(cfg, data, net, progress=lambda r: show_net(r, cfg.rounds),
                            evaluate_rounds=True)
     hashes = {v["model_hash"] for v in result.vehicles.values()}

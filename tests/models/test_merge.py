@@ -170,8 +170,8 @@ def test_merge_is_bit_identical_across_processes_and_threads():
 
 
 # sha256 of each rule's merged delta (float32, little-endian) for ``_golden_fleet()``, computed
-# once (and again when the sample cap came in) and committed: a numpy, BLAS or CPU change that alters any bit fails here, not in a
-# fleet where vehicles stop agreeing.
+# once (again when the sample cap came in) and committed: a numpy, BLAS or CPU change that
+# alters any bit fails here, not in a fleet where vehicles stop agreeing.
 GOLDEN = {
     "mean": "bdbac113bea76c582f45b5de53dcd712b44184e6f31470a7ef2280e31dfbe007",
     "median": "ce4fb2e0f3827feeb01d1cba5bbc8518487139efbbba7360be243f370dfff67b",

@@ -24,9 +24,9 @@ def test_sim_command_choices_and_defaults_match_the_code():
     assert (args.vehicles, args.rounds, args.local_steps, args.batch_size, args.frames) == \
         (d.vehicles, d.rounds, d.local_steps, d.batch_size, d.frames_per_weather)
     assert (args.density, args.bits) == (d.codec.density, d.codec.bits)
-    from agent.swarm.engine import EngineConfig
+    from sim.netfleet import NetFleetConfig
 
-    assert args.round_timeout == EngineConfig().round_timeout_s
+    assert args.round_timeout == NetFleetConfig().round_timeout
 
 
 def test_every_domain_scheme_drives_each_domain_on_its_own_route():
