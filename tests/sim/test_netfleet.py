@@ -31,7 +31,6 @@ from agent.p2p.identity import Identity
 from agent.p2p.node import Node, NodeConfig
 from agent.p2p.store import Kind
 from agent.swarm.driver import Vehicle
-from agent.swarm.engine import EngineConfig
 from chain.ledger import RoundCommitment
 from models.codec import CodecConfig
 from sim.fleet import FleetConfig, make_fleet_data, run_swarm
@@ -97,14 +96,21 @@ def run_fleet(fleet: NetFleet, extra: Extra | None = None, n: int | None = None
     return vehicles
 
 
-def all_commitments(fleet: NetFleet) -> list[RoundCommitment]:
-    return fleet.ledger().commitments(0)
+def final_commitments(fleet: NetFleet) -> list[RoundCommitment]:
+    """The commitment each final round was finalised from, in round order."""
+    ledger = fleet.ledger()
+    finals = {f.round: f.model_hash for f in ledger.finals(0)}
+    out: dict[int, RoundCommitment] = {}
+    for c in ledger.commitments(0):
+        if finals.get(c.round) == c.model_hash:
+            out[c.round] = c
+    return [out[r] for r in sorted(out)]
 
 
 def assert_fleet_agrees(fleet: NetFleet, vehicles: list[Vehicle]) -> None:
     result = summarise(fleet, vehicles, [], 0.0)
     assert {v["model_hash"] for v in result.vehicles.values()} == {result.chain_model_hash}
-    assert len(all_commitments(fleet)) == fleet.cfg.rounds
+    assert len(final_commitments(fleet)) == fleet.cfg.rounds
 
 
 def hostile_host(name: bytes):
@@ -194,7 +200,7 @@ def test_no_remote_peer_can_crash_a_vehicle(data):
     assert all(v.engine is not None and v.engine.stats["rounds_verified"] == fleet.cfg.rounds
                and not v.engine.stats["verify_mismatch"] for v in vehicles)
     assert_fleet_agrees(fleet, vehicles)
-    assert all(len(c.contributions) == 3 for c in all_commitments(fleet))
+    assert all(len(c.contributions) == 3 for c in final_commitments(fleet))
 
 
 @pytest.mark.slow
@@ -204,7 +210,7 @@ def test_forged_replayed_and_lying_contributions_never_reach_the_merge(data):
                      # min_peers = the honest vehicles: however slow the machine, a round
                      # commits only once all three are in; the short timeout only stops the
                      # committer waiting for the hostile one, which never contributes.
-                     NetFleetConfig(min_peers=3, engine=EngineConfig(round_timeout_s=3)))
+                     NetFleetConfig(min_peers=3, round_timeout=3, fallback_slot=2))
     honest = 3
     stranger = Identity.from_secret(hashlib.sha256(b"not registered").digest())
     sent: dict[str, list[bytes]] = {"forged": [], "replayed": [], "lying": []}
@@ -214,7 +220,7 @@ def test_forged_replayed_and_lying_contributions_never_reach_the_merge(data):
         node = Node(me, fleet.fleet, NodeConfig(listen=f"/ip4/127.0.0.1/tcp/{fleet.ports[honest]}",
                                                 bootstrap=fleet.bootstrap[:honest]))
         seen: list[Announcement] = []
-        async with node.running(lambda ann: None):
+        async with node.running(lambda ann: None, lambda att: None):
             ledger = fleet.ledger()
             while not vehicles[0].done.is_set():
                 while True:
@@ -223,7 +229,7 @@ def test_forged_replayed_and_lying_contributions_never_reach_the_merge(data):
                     except trio.WouldBlock:
                         break
                 status = await trio.to_thread.run_sync(ledger.status)
-                r, base = status.rounds_committed, status.latest_model
+                r, base = status.rounds_final, status.latest_model
                 # 1. a well-formed announcement from a key the chain does not know
                 forged = sign(stranger, fleet.fleet, r, base, os.urandom(32), 100, 10, 0.1)
                 # 2. our own announcement, whose payload bytes do not match its hash
@@ -239,9 +245,9 @@ def test_forged_replayed_and_lying_contributions_never_reach_the_merge(data):
 
     vehicles = run_fleet(fleet, hostile, n=honest)
     assert all(sent.values())
-    committed = {h for c in all_commitments(fleet) for h in c.contributions}
+    committed = {e.payload_hash for c in fleet.ledger().commitments(0) for e in c.contributions}
     assert not committed & {h for hs in sent.values() for h in hs}
-    assert all(len(c.contributions) == honest for c in all_commitments(fleet))
+    assert all(len(c.contributions) == honest for c in final_commitments(fleet))
     stats = [v.node.stats + v.engine.stats for v in vehicles]
     assert all(s["announce_rejected_unregistered"] >= 1 for s in stats)
     assert sum(s["announce_rejected_stale_round"] for s in stats) >= 1
@@ -262,18 +268,19 @@ async def wait_until(pred: Callable[[], bool], timeout: float = DEADLINE_S) -> N
 def test_a_vehicle_killed_mid_round_restarts_from_its_checkpoint_and_contributes_again(
         data, tmp_path):
     fleet = NetFleet(replace(SMALL, vehicles=4, rounds=8), fleet_data(data, 4),
-                     NetFleetConfig(min_peers=3, state_dir=tmp_path))
+                     NetFleetConfig(min_peers=3, state_dir=tmp_path, round_timeout=5,
+                                    fallback_slot=3))
     victim, seen = 1, {}
     vehicles = [fleet.vehicle(i) for i in range(4)]
     ledger = fleet.ledger()
     in_round_2, release = threading.Event(), threading.Event()
     train = vehicles[victim].learner.contribute
 
-    def contribute(base, base_hash, round_, local_steps):  # holds the victim in round 2
+    def contribute(base, base_hash, round_, local_steps, **kw):  # holds the victim in round 2
         if round_ == 2:
             in_round_2.set()
             release.wait(DEADLINE_S)
-        return train(base, base_hash, round_, local_steps)
+        return train(base, base_hash, round_, local_steps, **kw)
 
     vehicles[victim].learner.contribute = contribute  # type: ignore[method-assign]
 
@@ -293,8 +300,8 @@ def test_a_vehicle_killed_mid_round_restarts_from_its_checkpoint_and_contributes
                 await wait_until(in_round_2.is_set)
                 scopes[victim].cancel()
                 release.set()  # the abandoned training thread ends and frees the lane
-                await wait_until(lambda: ledger.status().rounds_committed >= 3)
-                seen["round 2"] = ledger.commitments(0)[2]
+                await wait_until(lambda: ledger.status().rounds_final >= 3)
+                seen["round 2"] = final_commitments(fleet)[2]
                 restarted = fleet.vehicle(victim)  # a new process would do the same
                 seen["restored"] = restarted.model_hash
                 vehicles[victim] = restarted
@@ -304,7 +311,7 @@ def test_a_vehicle_killed_mid_round_restarts_from_its_checkpoint_and_contributes
                 nursery.cancel_scope.cancel()
 
     trio.run(main)
-    commits = ledger.commitments(0)
+    commits = final_commitments(fleet)
     round1 = commits[1]
     assert seen["restored"] == round1.model_hash  # the checkpoint is round 1's model
     assert len(seen["round 2"].contributions) == 3  # completed without the dead vehicle
