@@ -104,10 +104,14 @@ class Node:
         return [str(a) for a in self.host.get_addrs()]
 
     @asynccontextmanager
-    async def running(self, validate: Validator, validate_attestation: AttestationValidator
+    async def running(self, validate: Validator,
+                      validate_attestation: AttestationValidator | None = None
                       ) -> AsyncIterator[Node]:
-        """Listen, join the fleet's topics and serve fetches until the block exits."""
-        self._validate, self._validate_attestation = validate, validate_attestation
+        """Listen, join the fleet's topics and serve fetches until the block exits. Without
+        ``validate_attestation`` every attestation is dropped."""
+        self._validate = validate
+        if validate_attestation is not None:
+            self._validate_attestation = validate_attestation
         async with self.host.run([self._listen]), background_trio_service(self.pubsub), \
                 background_trio_service(self.gossip), trio.open_nursery() as nursery:
             await self.pubsub.wait_until_ready()

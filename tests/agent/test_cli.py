@@ -153,7 +153,7 @@ def test_help_shows_every_option_with_its_default():
     r = swarmdrive("sim", "--help")
     assert r.returncode == 0
     for flag, default in (("--vehicles", "8"), ("--rounds", "20"), ("--local-steps", "30"),
-                          ("--density", "0.1"), ("--bits", "8"), ("--round-timeout", "120.0")):
+                          ("--density", "0.1"), ("--bits", "8"), ("--round-timeout", "120")):
         assert flag in r.stdout and f"(default: {default})" in r.stdout.split(flag, 1)[1]
 
 
