@@ -1,8 +1,10 @@
 """The fetch protocol: ask a peer for one payload by kind and sha256 (``/swarmdrive/fetch/1.0.0``).
 
 Request, 38 bytes: magic ``SDF1``, version, kind, 32-byte key. Response: status byte and a u32
-body length, then the body. Both sides are bounded: the server answers one request per stream,
-serves at most ``max_concurrent`` streams at once (BUSY beyond) and gives up on a slow client;
+body length, then the body. Both sides are bounded: the server answers one request per stream
+and only to admitted peers, serves at most ``max_concurrent`` streams at once and
+``max_per_peer`` per peer (BUSY beyond, before it reads the request) and gives up on a slow
+client;
 the client refuses a body longer than it expects and checks its hash before anyone decodes it.
 Spec: docs/spec/fetch-v1.md.
 """
@@ -14,15 +16,18 @@ import hashlib
 import logging
 import struct
 from collections import Counter
+from collections.abc import Callable
 from enum import IntEnum
 
 import trio
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.network.stream.exceptions import StreamEOF
+from libp2p.peer.id import ID
 
 from agent.p2p import announce
 from agent.p2p.store import ContentStore, Kind
+from models.codec import MAX_PAYLOAD_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +38,7 @@ REQUEST = struct.Struct("<4sBB32s")
 RESPONSE = struct.Struct("<BI")
 CHUNK = 64 << 10
 # The largest body each kind may have; a fetch also passes its own, tighter, expectation.
-MAX_BODY = {Kind.DELTA: 16 << 20, Kind.MODEL: 64 << 20, Kind.ANNOUNCEMENT: announce.SIZE}
+MAX_BODY = {Kind.DELTA: MAX_PAYLOAD_BYTES, Kind.MODEL: 64 << 20, Kind.ANNOUNCEMENT: announce.SIZE}
 
 
 class Status(IntEnum):
@@ -75,18 +80,44 @@ def parse_request(data: bytes) -> tuple[Kind, bytes]:
 
 
 class FetchServer:
-    """Serves the content store to peers, one request per stream."""
+    """Serves the content store to peers, one request per stream.
+
+    Fair by construction: a stream takes a serving slot (``max_concurrent`` in all, at most
+    ``max_per_peer`` per peer) *before* its request is read, so idle or slow streams cannot
+    queue up unbounded, and one peer can never hold every slot. A peer the gate refuses gets
+    nothing at all.
+    """
 
     def __init__(self, store: ContentStore, stats: Counter[str], max_concurrent: int = 8,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, max_per_peer: int = 2,
+                 admits: Callable[[ID], str | None] = lambda peer: None,
+                 request_timeout: float = 5.0) -> None:
         self.store, self.stats, self.timeout = store, stats, timeout
-        self._slots = trio.Semaphore(max_concurrent)
+        self.max_concurrent, self.max_per_peer = max_concurrent, max_per_peer
+        self.request_timeout = request_timeout
+        self.admits = admits
+        self._serving: Counter[ID] = Counter()
 
     async def handle(self, stream: INetStream) -> None:
         peer = stream.muxed_conn.peer_id
         try:
-            with trio.move_on_after(self.timeout) as scope:
-                await self._serve(stream)
+            reason = self.admits(peer)
+            if reason is not None:
+                self.stats[f"fetch_refused_{reason}"] += 1
+                return
+            if sum(self._serving.values()) >= self.max_concurrent \
+                    or self._serving[peer] >= self.max_per_peer:
+                self.stats["fetch_busy"] += 1
+                await stream.write(RESPONSE.pack(Status.BUSY, 0))
+                return
+            self._serving[peer] += 1
+            try:
+                with trio.move_on_after(self.timeout) as scope:
+                    await self._serve(stream)
+            finally:
+                self._serving[peer] -= 1
+                if not self._serving[peer]:
+                    del self._serving[peer]
             if scope.cancelled_caught:
                 self.stats["fetch_serve_timeout"] += 1
                 log.info("fetch_serve_timeout peer=%s", peer)
@@ -98,8 +129,10 @@ class FetchServer:
 
     async def _serve(self, stream: INetStream) -> None:
         try:
-            kind, key = parse_request(await read_exactly(stream, REQUEST.size, "fetch request"))
-        except FetchError:
+            with trio.fail_after(self.request_timeout):
+                request = await read_exactly(stream, REQUEST.size, "fetch request")
+            kind, key = parse_request(request)
+        except (FetchError, trio.TooSlowError):
             self.stats["fetch_bad_request"] += 1
             await stream.write(RESPONSE.pack(Status.BAD_REQUEST, 0))
             raise
@@ -107,20 +140,11 @@ class FetchServer:
         if data is None:
             await stream.write(RESPONSE.pack(Status.NOT_FOUND, 0))
             return
-        try:
-            self._slots.acquire_nowait()
-        except trio.WouldBlock:
-            self.stats["fetch_busy"] += 1
-            await stream.write(RESPONSE.pack(Status.BUSY, 0))
-            return
-        try:
-            await stream.write(RESPONSE.pack(Status.OK, len(data)))
-            for i in range(0, len(data), CHUNK):
-                await stream.write(data[i:i + CHUNK])
-            self.stats["bytes_sent"] += len(data)
-            self.stats["fetch_served"] += 1
-        finally:
-            self._slots.release()
+        await stream.write(RESPONSE.pack(Status.OK, len(data)))
+        for i in range(0, len(data), CHUNK):
+            await stream.write(data[i:i + CHUNK])
+        self.stats["bytes_sent"] += len(data)
+        self.stats["fetch_served"] += 1
 
 
 async def fetch_from(stream: INetStream, kind: Kind, key: bytes, max_size: int) -> bytes:

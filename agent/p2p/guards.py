@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 import trio
 from libp2p.abc import IHost, INetStream, IPubsubRouter
@@ -29,15 +30,21 @@ class GuardedPubsub(Pubsub):
     - ``push_msg`` runs as a service task, and a published message whose ``key`` field is not a
       protobuf public key raises ``DecodeError`` in the signature check.
     Here a bad frame costs its sender the stream, a bad message is dropped, and both are
-    counted; the vehicle carries on.
+    counted; the vehicle carries on. A peer the gate refuses gets no pubsub stream at all.
     """
 
-    def __init__(self, host: IHost, router: IPubsubRouter, stats: Counter[str]) -> None:
+    def __init__(self, host: IHost, router: IPubsubRouter, stats: Counter[str],
+                 admits: Callable[[ID], str | None] = lambda peer: None) -> None:
         super().__init__(host, router)
-        self.stats = stats
+        self.stats, self.admits = stats, admits
 
     async def continuously_read_stream(self, stream: INetStream) -> None:
         peer_id = stream.muxed_conn.peer_id
+        if self.admits(peer_id) is not None:
+            self.stats["pubsub_stream_refused"] += 1
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            return
         try:
             await super().continuously_read_stream(stream)
         except Exception as e:

@@ -8,6 +8,7 @@ connected peer holds them. Every task it starts lives in its own nursery and end
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -32,6 +33,7 @@ from agent.p2p.announce import Announcement, Fleet
 from agent.p2p.attest import Attestation
 from agent.p2p.fetch import PROTOCOL as FETCH_PROTOCOL
 from agent.p2p.fetch import BadPayloadError, FetchError, FetchServer, fetch_from
+from agent.p2p.gate import Gate, GateConfig, GateNotifee
 from agent.p2p.guards import GuardedPubsub, close_swarm
 from agent.p2p.identity import Identity, address_of_peer
 from agent.p2p.store import ContentStore, Kind
@@ -39,6 +41,9 @@ from agent.p2p.store import ContentStore, Kind
 log = logging.getLogger(__name__)
 
 GOSSIP_PROTOCOLS = [TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")]
+# Rejections an honest relay causes too: messages of a round that just ended, or before we
+# joined; everything else counts against the forwarder.
+BENIGN_REJECTIONS = frozenset({"stale_round", "not_ready", "other_round"})
 # A reason to drop an announcement (or attestation), or None to accept it.
 Validator = Callable[[Announcement], str | None]
 AttestationValidator = Callable[[Attestation], str | None]
@@ -53,7 +58,11 @@ class NodeConfig:
     dial_timeout_s: float = 5.0
     max_concurrent_fetches: int = 4
     max_concurrent_serves: int = 8
-    fetch_timeout_s: float = 30.0
+    max_serves_per_peer: int = 2
+    fetch_timeout_s: float = 30.0  # one deadline for a whole fetch, every peer asked included
+    fetch_hedge_s: float = 1.0  # ask the next peer too if the last one has not answered by then
+    fetch_parallel: int = 3  # peers asked at once for one payload
+    gate: GateConfig = GateConfig()
     # Our own publishes count against this too (py-libp2p); a round needs one per vehicle.
     max_announcements_per_s: float = 200.0
 
@@ -84,9 +93,14 @@ class Node:
             protocols=GOSSIP_PROTOCOLS, degree=6, degree_low=4, degree_high=12,
             heartbeat_interval=1, heartbeat_initial_delay=0.1,
             max_messages_per_topic_per_second=cfg.max_announcements_per_s)
-        self.pubsub = GuardedPubsub(self.host, self.gossip, self.stats)
+        self.gate = Gate(cfg.gate, stats=self.stats)
+        self._clock = time.monotonic
+        self.pubsub = GuardedPubsub(self.host, self.gossip, self.stats,
+                                    lambda peer: self.gate.admits(peer, self._clock()))
         self.server = FetchServer(self.store, self.stats, cfg.max_concurrent_serves,
-                                  cfg.fetch_timeout_s)
+                                  cfg.fetch_timeout_s, cfg.max_serves_per_peer,
+                                  lambda peer: self.gate.admits(peer, self._clock()))
+        self._nursery: trio.Nursery | None = None
         self._fetch_slots = trio.CapacityLimiter(cfg.max_concurrent_fetches)
         self._validate: Validator = lambda ann: "not ready"
         self._validate_attestation: AttestationValidator = lambda att: "not ready"
@@ -112,8 +126,10 @@ class Node:
         self._validate = validate
         if validate_attestation is not None:
             self._validate_attestation = validate_attestation
+        self.host.get_network().register_notifee(GateNotifee(self.gate, self._clock))
         async with self.host.run([self._listen]), background_trio_service(self.pubsub), \
                 background_trio_service(self.gossip), trio.open_nursery() as nursery:
+            self._nursery = nursery
             await self.pubsub.wait_until_ready()
             self.host.set_stream_handler(FETCH_PROTOCOL, self.server.handle)
             self.pubsub.set_topic_validator(self.topic, self._gossip_validator, False)
@@ -132,6 +148,29 @@ class Node:
                 nursery.cancel_scope.cancel()
                 await close_swarm(self.host)
 
+    # --- admission ----------------------------------------------------------------------------
+
+    def set_allowed(self, addresses: Iterable[str]) -> None:
+        """The addresses that may connect (registered vehicles and observers), from the chain;
+        peers that lose the right are disconnected."""
+        self.gate.allowed = frozenset(addresses)
+        now = self._clock()
+        for peer in self.connected():
+            if self.gate.admits(peer, now) is not None:
+                self._disconnect(peer, "no longer admitted")
+
+    def _disconnect(self, peer: ID, why: str) -> None:
+        if self._nursery is None:
+            return
+        log.info("peer_disconnected peer=%s reason=%s", peer, why)
+        self._nursery.start_soon(self._close_peer, peer)
+
+    async def _close_peer(self, peer: ID) -> None:
+        try:
+            await self.host.disconnect(peer)
+        except Exception as e:  # already gone
+            log.debug("disconnect_failed peer=%s error=%s", peer, e)
+
     # --- gossip -------------------------------------------------------------------------------
 
     def _gossip_validator(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
@@ -144,7 +183,7 @@ class Node:
         reason = self._validate(ann)
         if reason is not None:
             return self._reject(reason, forwarder, f"{ann.sender} round={ann.round}")
-        return True
+        return self._accept(forwarder)
 
     def _attest_validator(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
         try:
@@ -157,12 +196,25 @@ class Node:
         if reason is not None:
             return self._reject(reason, forwarder, f"{att.signer} round={att.round}",
                                 "attestation")
+        return self._accept(forwarder)
+
+    def _accept(self, forwarder: ID) -> bool:
+        self._penalise(forwarder, valid=True)
         return True
 
     def _reject(self, reason: str, forwarder: ID, detail: str, what: str = "announce") -> bool:
         self.stats[f"{what}_rejected_{reason}"] += 1
         log.info("%s_rejected reason=%s forwarder=%s %s", what, reason, forwarder, detail)
+        # Honest relays forward stale and early messages too; anything else is the forwarder's
+        # fault (it must validate before relaying, as we do).
+        self._penalise(forwarder, valid=reason in BENIGN_REJECTIONS)
         return False
+
+    def _penalise(self, forwarder: ID, valid: bool) -> None:
+        if forwarder == self.peer_id:
+            return
+        if self.gate.gossip(forwarder, valid, self._clock()) is not None:
+            self._disconnect(forwarder, "banned")
 
     async def _receive(self, sub: object) -> None:
         while True:
@@ -213,7 +265,8 @@ class Node:
         while True:
             connected = set(self.connected())
             for info in infos:
-                if info.peer_id in connected:
+                if info.peer_id in connected or self.gate.admits(info.peer_id,
+                                                                 self._clock()) is not None:
                     continue
                 with trio.move_on_after(self.cfg.dial_timeout_s):
                     try:
@@ -227,36 +280,58 @@ class Node:
 
     async def fetch(self, kind: Kind, key: bytes, max_size: int,
                     prefer: Iterable[ID] = ()) -> bytes:
-        """``key``'s payload from the first peer that has it (``prefer`` first), hash-checked;
-        stored locally so that we can serve it too. Raises ``FetchError`` if nobody could."""
+        """``key``'s payload, hash-checked, from the admitted peers that may hold it: ``prefer``
+        (the announcer) first, then the others, a new one every ``fetch_hedge_s`` or as soon as
+        one fails, at most ``fetch_parallel`` at once, all within one ``fetch_timeout_s``
+        deadline. Stored locally so that we can serve it too. Raises ``FetchError``."""
         have = self.store.get(kind, key)
         if have is not None:
             return have
-        peers = list(dict.fromkeys([*prefer, *self.connected()]))
-        errors = []
+        now = self._clock()
+        admitted = [p for p in self.connected()
+                    if p != self.peer_id and self.gate.admits(p, now) is None]
+        peers = list(dict.fromkeys([*[p for p in prefer if p in admitted], *admitted]))
+        if not peers:
+            raise FetchError(f"{kind.name.lower()} {key.hex()[:16]}: no admitted peer connected")
+        errors: list[str] = []
+        found: list[bytes] = []
         async with self._fetch_slots:
-            for peer in peers:
-                if peer == self.peer_id:
-                    continue
-                try:
-                    with trio.fail_after(self.cfg.fetch_timeout_s):
-                        stream = await self.host.new_stream(peer, [FETCH_PROTOCOL])
-                        body = await fetch_from(stream, kind, key, max_size)
-                except BadPayloadError as e:
-                    self.stats["fetch_bad_payload"] += 1
-                    log.warning("fetch_bad_payload peer=%s key=%s error=%s", peer,
-                                key.hex()[:16], e)
-                    errors.append(f"{peer}: {e}")
-                    continue
-                except Exception as e:  # not found, busy, dial, stream or timeout
-                    errors.append(f"{peer}: {type(e).__name__} {e}")
-                    continue
-                self.stats["bytes_received"] += len(body)
-                self.stats["fetched"] += 1
-                self.store.put(kind, body, key=key)
-                return body
-        raise FetchError(f"{kind.name.lower()} {key.hex()[:16]}: no peer served it "
-                         f"({'; '.join(errors[:4]) or 'no peers'})")
+            with trio.move_on_after(self.cfg.fetch_timeout_s):
+                async with trio.open_nursery() as nursery:
+                    failed = trio.Semaphore(0)
+                    running = trio.Semaphore(self.cfg.fetch_parallel)
+                    for peer in peers:
+                        await running.acquire()
+                        nursery.start_soon(self._fetch_one, peer, kind, key, max_size, found,
+                                           errors, failed, running, nursery.cancel_scope)
+                        with trio.move_on_after(self.cfg.fetch_hedge_s):
+                            await failed.acquire()  # one failed: ask the next at once
+        if not found:
+            self.stats["fetch_failed"] += 1
+            raise FetchError(f"{kind.name.lower()} {key.hex()[:16]}: no peer served it "
+                             f"({'; '.join(errors[:4]) or 'deadline passed'})")
+        body = found[0]
+        self.stats["bytes_received"] += len(body)
+        self.stats["fetched"] += 1
+        self.store.put(kind, body, key=key)
+        return body
+
+    async def _fetch_one(self, peer: ID, kind: Kind, key: bytes, max_size: int,
+                         found: list[bytes], errors: list[str], failed: trio.Semaphore,
+                         running: trio.Semaphore, done: trio.CancelScope) -> None:
+        try:
+            stream = await self.host.new_stream(peer, [FETCH_PROTOCOL])
+            found.append(await fetch_from(stream, kind, key, max_size))
+            done.cancel()  # the first good answer ends the fetch
+        except BadPayloadError as e:
+            self.stats["fetch_bad_payload"] += 1
+            log.warning("fetch_bad_payload peer=%s key=%s error=%s", peer, key.hex()[:16], e)
+            errors.append(f"{peer}: {e}")
+        except Exception as e:  # not found, busy, dial, stream errors
+            errors.append(f"{peer}: {type(e).__name__} {e}")
+        finally:
+            running.release()
+        failed.release()
 
 
 def _multiaddr(what: str, text: str) -> multiaddr.Multiaddr:

@@ -50,6 +50,7 @@ from agent.swarm.learner import Contributed, Learner
 from chain.errors import LedgerError
 from chain.ledger import (
     ChainEvent,
+    ChainParams,
     Entry,
     MemberChange,
     ParamsChange,
@@ -128,7 +129,8 @@ class Vehicle:
         self._nursery: trio.Nursery | None = None
         self._fetching, self._fetching_since = 0, 0.0  # concurrent fetches, for timing
         self._clock_offset = time.time() - time.monotonic()
-        self._changes: list[MemberChange] = []
+        self._changes: list[MemberChange] = []  # the registry's history, replayed
+        self._params: ChainParams | None = None  # the latest ParamsSet seen
 
     @property
     def address(self) -> str:
@@ -141,6 +143,7 @@ class Vehicle:
         ledger = self.chain.ledger
         status = await self.chain.run(ledger.status)
         committee = tuple(await self.chain.run(ledger.vehicles))
+        self.node.set_allowed([*committee, *await self.chain.run(ledger.observers)])
         if self.address not in committee:
             log.warning("vehicle_not_registered address=%s: announcements will be ignored",
                         self.address)
@@ -225,17 +228,30 @@ class Vehicle:
             self._clock_offset = max(self._clock_offset, chain_time - time.monotonic())
             if event is not None:
                 self._on_chain(event)
+            else:
+                self._apply_membership()
+
+    def _apply_membership(self) -> None:
+        """Registry and parameter changes take effect once a poll's events are all in, so the
+        replay of history at start never applies a past state."""
+        engine = self._engine
+        if self._params is not None and self._params != engine.params:
+            log.info("params_changed %s", self._params)
+            engine.set_params(self._params)
+        committee = tuple(members(self._changes))
+        if self._changes and committee != engine.committee:
+            log.info("committee_changed vehicles=%d", len(committee))
+            engine.set_committee(committee)
+        allowed = frozenset([*committee, *members(self._changes, role="observer")])
+        if self._changes and allowed != self.node.gate.allowed:
+            self.node.set_allowed(allowed)
 
     def _on_chain(self, e: ChainEvent) -> None:
         engine, now = self._engine, self._now()
         if isinstance(e, MemberChange):
             self._changes.append(e)
-            committee = tuple(members(self._changes))
-            if committee != engine.committee:
-                log.info("committee_changed vehicles=%d", len(committee))
-                engine.set_committee(committee)
         elif isinstance(e, ParamsChange):
-            engine.set_params(e.params)
+            self._params = e.params
         elif isinstance(e, RoundCommitment):
             self._commitments[e.round] = e
             self._act(engine.committed(e, now))

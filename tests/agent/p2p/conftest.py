@@ -37,9 +37,11 @@ async def chain_of_nodes(*names: str, validators=None) -> AsyncIterator[list[Nod
     validators = validators or [accept_all] * len(names)
     async with AsyncExitStack() as stack:
         nodes: list[Node] = []
+        fleet = [identity(name).address for name in names]  # everyone admits everyone
         for name, validator in zip(names, validators, strict=True):
             boot = tuple(nodes[-1].addrs) if nodes else ()
             node = Node(identity(name), FLEET, NodeConfig(bootstrap=boot, redial_s=0.2))
+            node.set_allowed(fleet)
             await stack.enter_async_context(node.running(validator))
             nodes.append(node)
         for a, b in itertools.pairwise(nodes):
