@@ -33,10 +33,11 @@ ANVIL_FUNDER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4
 
 
 def embedded() -> Web3:
-    """An in-process EVM (eth-tester + py-evm) with funded, unlocked accounts."""
-    from web3 import EthereumTesterProvider
+    """An in-process EVM (eth-tester + py-evm) with funded, unlocked accounts, and a block
+    clock that runs (``chain.tester``)."""
+    from chain.tester import ClockedTesterProvider
 
-    w3 = Web3(EthereumTesterProvider())
+    w3 = Web3(ClockedTesterProvider())
     # eth-tester turns every warning category on for the whole process when imported
     # (warnings.simplefilter("default")); put back Python's default of ignoring ResourceWarning,
     # or libp2p's sockets, closed by the OS at exit, fill the end of every sim run.

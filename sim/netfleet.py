@@ -19,6 +19,7 @@ from pathlib import Path
 import trio
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from web3 import Web3
 
 from agent.p2p.announce import Fleet
 from agent.p2p.identity import Identity
@@ -52,6 +53,8 @@ class NetFleetConfig:
     round_timeout: int = 120  # the chain's round parameters (round-v2.md)
     fallback_slot: int = 20
     finalize_window: int = 60
+    observers: tuple[str, ...] = ()  # addresses admitted to connect without being vehicles
+    rpc_url: str | None = None  # a JSON-RPC chain (anvil) instead of the embedded EVM
     engine: EngineConfig = EngineConfig()
     state_dir: Path | None = None  # vehicle checkpoints (default: none kept)
 
@@ -99,7 +102,8 @@ class NetFleet:
         first = self.learner(0)
         self.genesis = first.weights()  # the factory model every vehicle ships with
         self.layout = first.layout
-        self.w3 = embedded()
+        self.w3 = embedded() if self.net.rpc_url is None else Web3(Web3.HTTPProvider(
+            self.net.rpc_url, request_kwargs={"timeout": 10}))
         self.chain_lane = trio.CapacityLimiter(1)
         self.train_lane = trio.CapacityLimiter(1)
         self.work_lane = trio.CapacityLimiter(2)  # merges and payload checks
@@ -114,15 +118,17 @@ class NetFleet:
                            n.fallback_slot, n.finalize_window)
 
     def _deploy(self) -> str:
-        operator = Account.from_key(hashlib.sha256(f"swarmdrive-sim/{self.cfg.seed}/operator"
-                                                   .encode()).digest())
-        fund(self.w3, operator.address)
-        address = deploy(self.w3, operator, bytes.fromhex(flat_hash(self.layout, self.genesis)),
-                         self.params)
-        ledger = Web3Ledger(self.w3, address, operator)
+        self.operator = Account.from_key(hashlib.sha256(
+            f"swarmdrive-sim/{self.cfg.seed}/operator".encode()).digest())
+        fund(self.w3, self.operator.address)
+        address = deploy(self.w3, self.operator,
+                         bytes.fromhex(flat_hash(self.layout, self.genesis)), self.params)
+        ledger = Web3Ledger(self.w3, address, self.operator)
         for ident in self.identities:
             fund(self.w3, ident.address)
             ledger.register(ident.address)
+        for observer in self.net.observers:
+            ledger.set_observer(observer, True)
         return address
 
     def ledger(self, account: LocalAccount | None = None) -> Web3Ledger:

@@ -65,7 +65,7 @@ from models.merge import MergeConfig, MergeError
 
 log = logging.getLogger(__name__)
 KEEP_TIMINGS = 1000  # rounds of timing kept in memory by a long-running daemon
-SYNC_BACKOFF_S = (0.5, 10.0)  # fetching a final model by hash: first wait, cap
+SYNC_BACKOFF_S = (0.5, 4.0)  # fetching a final model by hash: first wait, cap
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,7 @@ class Vehicle:
     done: trio.Event = field(default_factory=trio.Event)
     engine: Engine | None = None
     stats: Counter[str] = field(default_factory=Counter)
+    last_round: RoundDone | None = None  # the latest round final here
 
     def __post_init__(self) -> None:
         self.layout = self.learner.layout
@@ -379,7 +380,7 @@ class Vehicle:
                                          [(x.payload_hash, x.samples) for x in a.contributions])
         except (MergeError, CodecError) as e:
             log.error("commit_impossible round=%d error=%s", a.round, e)
-            self._engine.commit_failed()
+            self._engine.commit_failed(self._now())
             return
         self._put_model(combined.model, combined.model_hash)
         t0 = time.monotonic()
@@ -388,7 +389,7 @@ class Vehicle:
                                      combined.model_hash, entries)
         except LedgerError as e:  # not our slot after all, or a commit is live
             log.info("commit_not_landed round=%d error=%s", a.round, e)
-            self._engine.commit_failed()
+            self._engine.commit_failed(self._now())
             return
         t = self._timing(a.round)
         t.commit_s, t.committed_by_me = time.monotonic() - t0, True
@@ -425,7 +426,7 @@ class Vehicle:
                                      a.signatures)
         except LedgerError as e:  # someone finalised first, or the commit expired
             log.info("finalize_not_landed round=%d error=%s", a.round, e)
-            self._engine.finalize_failed()
+            self._engine.finalize_failed(self._now())
             return
         self._timing(a.round).finalize_s = time.monotonic() - t0
         log.info("finalized round=%d signers=%d model=%s", a.round, len(f.signers),
@@ -495,6 +496,7 @@ class Vehicle:
         if self.cfg.checkpoint is not None:
             await trio.to_thread.run_sync(save_vehicle_checkpoint, self.cfg.checkpoint,
                                           done.round, self.model, self.learner)
+        self.last_round = done
         if self.on_round is not None:
             self.on_round(self, done)
         if self.cfg.rounds is not None and done.round + 1 >= self.cfg.rounds:

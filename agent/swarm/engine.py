@@ -134,6 +134,8 @@ class RoundState:
     attested_at: float = 0.0
     quorum_at: float | None = None  # when we first held a quorum for the live commit
     finalizing: bool = False
+    retry_at: float = 0.0  # after a commit or finalisation that did not land: not before
+    final: RoundFinal | None = None  # final on chain while our own check was still running
     done: bool = False  # final: nothing more to do in this round
 
 
@@ -314,10 +316,12 @@ class Engine:
             return self._reject_commitment("wrong_base")
         return self._fetches(now) + self._verify_if_ready() + self._finalize_if_ready(now)
 
-    def commit_failed(self) -> None:
-        """Our commit did not land (not our slot after all, or a commit was live): stand by."""
+    def commit_failed(self, now: float) -> None:
+        """Our commit did not land (not our slot after all, or a commit was live): stand by,
+        and try again no sooner than ``retry_s`` (the chain's clock may differ from ours)."""
         if self.state is not None:
             self.state.committing = False
+            self.state.retry_at = now + self.cfg.retry_s
 
     def verified(self, model_hash: bytes | None, now: float) -> list[Action]:
         """The driver merged the committed entries and got ``model_hash`` (None: it could
@@ -326,12 +330,19 @@ class Engine:
         if st is None or st.commitment is None or not st.verifying:
             return []
         st.verifying = False
+        final = st.final
         if model_hash != st.commitment.model_hash:
             self.stats["verify_mismatch"] += 1
             st.rejected = True
+            if final is not None:  # a quorum disagreed with us: take its model, and say so
+                self.stats["final_overrode_our_check"] += 1
+                self.stats["sync"] += 1
+                return [Sync(final.round, final.model_hash, final.finalized_at)]
             return []
         self.stats["rounds_verified"] += 1
         st.verified, st.attested_at = model_hash, now
+        if final is not None:
+            return [Adopt(final)]
         return [Attest(st.round, model_hash)]
 
     def attested(self, att: Attestation, now: float) -> list[Action]:
@@ -346,9 +357,10 @@ class Engine:
         sigs[att.signer] = att.signature
         return self._finalize_if_ready(now)
 
-    def finalize_failed(self) -> None:
+    def finalize_failed(self, now: float) -> None:
         if self.state is not None:
             self.state.finalizing = False
+            self.state.retry_at = now + self.cfg.retry_s
 
     def finalized(self, f: RoundFinal, now: float) -> list[Action]:
         """The chain made round ``f.round`` final: move on, keeping only verified models."""
@@ -359,6 +371,10 @@ class Engine:
             st.done = True
             if st.verified == f.model_hash:
                 return [Adopt(f)]
+            if st.verifying and st.commitment is not None \
+                    and st.commitment.model_hash == f.model_hash:
+                st.final = f  # our own merge is nearly done: finish it rather than fetch
+                return []
             if st.rejected:
                 self.stats["final_overrode_our_check"] += 1  # an alarm: a quorum disagreed
         self.stats["sync"] += 1
@@ -429,7 +445,7 @@ class Engine:
         return actions
 
     def _should_commit(self, st: RoundState, now: float) -> bool:
-        if st.committing or st.commitment is not None or st.own is None:
+        if st.committing or st.commitment is not None or st.own is None or now < st.retry_at:
             return False
         holder, end = self.slot(now)
         if holder != self.me or now > end - self.cfg.margin_s:
@@ -477,7 +493,7 @@ class Engine:
     def _finalize_if_ready(self, now: float) -> list[Action]:
         st = self.state
         c = st.commitment if st is not None else None
-        if st is None or c is None or st.finalizing or st.done:
+        if st is None or c is None or st.finalizing or st.done or now < st.retry_at:
             return []
         sigs = {s: sig for s, sig in self._sigs.get(c.model_hash, {}).items()
                 if s in self.committee}

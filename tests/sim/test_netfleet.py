@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import multiaddr
@@ -31,22 +30,17 @@ from agent.p2p.identity import Identity
 from agent.p2p.node import Node, NodeConfig
 from agent.p2p.store import Kind
 from agent.swarm.driver import Vehicle
-from chain.ledger import RoundCommitment
-from models.codec import CodecConfig
-from sim.fleet import FleetConfig, make_fleet_data, run_swarm
+from sim.fleet import run_swarm
 from sim.netfleet import NetFleet, NetFleetConfig, run_swarm_p2p, summarise
-
-SMALL = FleetConfig(vehicles=3, rounds=4, local_steps=3, batch_size=16, frames_per_weather=6,
-                    test_frames_per_domain=1, codec=CodecConfig(0.1, 8))
-
-
-@pytest.fixture(scope="module")
-def data():
-    return make_fleet_data(replace(SMALL, vehicles=4))
-
-
-def fleet_data(data, n: int):
-    return replace(data, profiles=data.profiles[:n], train=data.train[:n])
+from tests.sim.harness import (
+    DEADLINE_S,
+    SMALL,
+    assert_fleet_agrees,
+    final_commitments,
+    fleet_data,
+    run_fleet,
+    wait_until,
+)
 
 
 def test_every_vehicle_ends_on_the_chain_model_and_matches_the_memory_transport(data):
@@ -66,51 +60,8 @@ def test_every_vehicle_ends_on_the_chain_model_and_matches_the_memory_transport(
         assert not stats.get("verify_mismatch") and not stats.get("invalid_commitment")
 
 
-# --- a small harness: a fleet plus whatever the test does beside it --------------------------
-
-Extra = Callable[[NetFleet, list[Vehicle], trio.Nursery], Awaitable[None]]
-
-
-# Hang guards, not speed targets: a loaded 2-core CI machine meets them with a wide margin.
-# The tests wait on events (a round committed, a vehicle done), never on the clock.
-DEADLINE_S = 600.0
-
-
-def run_fleet(fleet: NetFleet, extra: Extra | None = None, n: int | None = None
-              ) -> list[Vehicle]:
-    """Run vehicles 0..n-1 (default: all) to the last round, with ``extra`` beside them."""
-    vehicles = [fleet.vehicle(i) for i in range(fleet.cfg.vehicles if n is None else n)]
-
-    async def main() -> None:
-        with trio.fail_after(DEADLINE_S):
-            async with trio.open_nursery() as nursery:
-                for v in vehicles:
-                    nursery.start_soon(v.run)
-                if extra is not None:
-                    nursery.start_soon(extra, fleet, vehicles, nursery)
-                for v in vehicles:
-                    await v.done.wait()
-                nursery.cancel_scope.cancel()
-
-    trio.run(main)
-    return vehicles
-
-
-def final_commitments(fleet: NetFleet) -> list[RoundCommitment]:
-    """The commitment each final round was finalised from, in round order."""
-    ledger = fleet.ledger()
-    finals = {f.round: f.model_hash for f in ledger.finals(0)}
-    out: dict[int, RoundCommitment] = {}
-    for c in ledger.commitments(0):
-        if finals.get(c.round) == c.model_hash:
-            out[c.round] = c
-    return [out[r] for r in sorted(out)]
-
-
-def assert_fleet_agrees(fleet: NetFleet, vehicles: list[Vehicle]) -> None:
-    result = summarise(fleet, vehicles, [], 0.0)
-    assert {v["model_hash"] for v in result.vehicles.values()} == {result.chain_model_hash}
-    assert len(final_commitments(fleet)) == fleet.cfg.rounds
+def attacker_identity() -> Identity:
+    return Identity.from_secret(hashlib.sha256(b"attacker").digest())
 
 
 def hostile_host(name: bytes):
@@ -158,7 +109,10 @@ def crafted_rpcs(topic: str) -> list[bytes]:
 
 @pytest.mark.slow
 def test_no_remote_peer_can_crash_a_vehicle(data):
-    fleet = NetFleet(replace(SMALL, rounds=5), fleet_data(data, 3))
+    # The attacker is admitted (an observer the operator listed, or a stolen vehicle key):
+    # strangers do not even get a stream (test_attacks.py).
+    fleet = NetFleet(replace(SMALL, rounds=5), fleet_data(data, 3),
+                     NetFleetConfig(observers=(attacker_identity().address,)))
     report: dict[str, int] = {}
 
     async def attack(fleet: NetFleet, vehicles: list[Vehicle], nursery: trio.Nursery) -> None:
@@ -219,6 +173,7 @@ def test_forged_replayed_and_lying_contributions_never_reach_the_merge(data):
         me = fleet.identities[honest]
         node = Node(me, fleet.fleet, NodeConfig(listen=f"/ip4/127.0.0.1/tcp/{fleet.ports[honest]}",
                                                 bootstrap=fleet.bootstrap[:honest]))
+        node.set_allowed(i.address for i in fleet.identities)
         seen: list[Announcement] = []
         async with node.running(lambda ann: None, lambda att: None):
             ledger = fleet.ledger()
@@ -256,12 +211,6 @@ def test_forged_replayed_and_lying_contributions_never_reach_the_merge(data):
                for s in stats)
     result = summarise(fleet, vehicles, [], 0.0)
     assert {v["model_hash"] for v in result.vehicles.values()} == {result.chain_model_hash}
-
-
-async def wait_until(pred: Callable[[], bool], timeout: float = DEADLINE_S) -> None:
-    with trio.fail_after(timeout):
-        while not pred():
-            await trio.sleep(0.02)
 
 
 @pytest.mark.slow

@@ -333,3 +333,21 @@ def test_membership_and_parameters_change_live():
     assert e.announcement_for(ann(2).payload_hash) is None  # its contribution is gone
     e.set_params(ChainParams(1, 2, 5, 5, 30))
     assert commits(e.tick(5.0))  # the new timeout applies at once
+
+
+def test_a_round_final_while_we_still_merge_is_adopted_once_our_merge_agrees():
+    e = engine_for(1)
+    contribute_all(e, 1, (1, 2))
+    (verify,) = e.committed(commitment((1, 2)), 5.0)
+    assert isinstance(verify, Verify)
+    f = RoundFinal(0, MODEL, ADDRS[:3], 31, 10)
+    assert e.finalized(f, 6.0) == []  # the quorum was faster than our merge: finish it
+    assert e.verified(MODEL, 6.5) == [Adopt(f)]
+    assert e.stats["rounds_verified"] == 1 and e.stats["sync"] == 0
+
+    e = engine_for(1)
+    contribute_all(e, 1, (1, 2))
+    e.committed(commitment((1, 2)), 5.0)
+    e.finalized(f, 6.0)
+    assert e.verified(b"\x99" * 32, 6.5) == [Sync(0, MODEL, 31)]
+    assert e.stats["final_overrode_our_check"] == 1
