@@ -27,7 +27,7 @@ from models.layout import flat_hash
 from models.merge import MergeConfig
 from models.net import CropNet, NetConfig
 from models.train import TrainConfig, make_optimizer, run_steps, tensors
-from sim.attacks import attack
+from sim.attacks import attack, claimed_samples
 from sim.datasets import fleet_test_set
 from sim.profiles import Profile, fleet_profiles, vehicle_data
 from sim.world import CLASSES
@@ -72,6 +72,7 @@ class RoundStats:
     rejected: int
     model_hash: str
     accuracy: float | None = None
+    expired: int = 0  # commits that never reached the quorum (a lying committer's)
 
 
 @dataclass
@@ -118,11 +119,14 @@ def run_swarm(cfg: FleetConfig, data: FleetData,
         base_hash = bytes.fromhex(flat_hash(layout, base))
         outs = [lr.contribute(base, base_hash, r, cfg.local_steps) for lr in learners]
         honest = [o.delta for o in outs[f:]]
-        payloads = [encode(attack(cfg.attack, o.delta, honest, n, f, rng), layout, base_hash, r,
+        payloads = [o.payload if cfg.attack == "committer" else  # its lie is in the commit
+                    encode(attack(cfg.attack, o.delta, honest, n, f, rng), layout, base_hash, r,
                            cfg.codec)[0] for o in outs[:f]]
         payloads += [o.payload for o in outs[f:]]
-        combined = combine(base, [(p, o.samples) for p, o in zip(payloads, outs, strict=True)],
-                           layout, cfg.merge)
+        samples = [claimed_samples(cfg.attack, o.samples) for o in outs[:f]]
+        samples += [o.samples for o in outs[f:]]
+        combined = combine(base, list(zip(payloads, samples, strict=True)), layout, cfg.merge)
+        expired = expired_commits(r, n, f if cfg.attack == "committer" else 0)
         base, result = combined.model, combined.merge
         acc = None
         if eval_every and ((r + 1) % eval_every == 0 or r + 1 == cfg.rounds):
@@ -130,7 +134,7 @@ def run_swarm(cfg: FleetConfig, data: FleetData,
         st = RoundStats(round=r, loss=float(np.mean([o.loss for o in outs[f:]])),
                         payload_bytes=float(np.mean([len(p) for p in payloads])),
                         rejected=len(result.rejected), model_hash=flat_hash(layout, base),
-                        accuracy=acc)
+                        accuracy=acc, expired=expired)
         stats.append(st)
         log.info("round r=%d loss=%.4f bytes=%.0f rejected=%d", r, st.loss, st.payload_bytes,
                  st.rejected)
@@ -140,6 +144,19 @@ def run_swarm(cfg: FleetConfig, data: FleetData,
                        model_hash=flat_hash(layout, base), model=learners[0].model, rounds=stats,
                        bytes_per_round=float(np.mean([s.payload_bytes for s in stats])),
                        seconds=time.perf_counter() - t0)
+
+
+def expired_commits(round_: int, n: int, liars: int) -> int:
+    """Round-v2 finality with vehicles 0..liars-1 committing junk in their slots: how many
+    commits expire before an honest committer's merge reaches the quorum (a majority). The
+    junk gets the liars' attestations only, never a majority, so the final model is always
+    the honest merge; this counts what the lies cost."""
+    quorum = n // 2 + 1
+    for k in range(n):
+        committer = (round_ + k) % n
+        if committer >= liars and n - liars >= quorum:
+            return k  # an honest commit: every honest vehicle recomputes and attests it
+    raise ValueError(f"{liars} of {n} vehicles lying leave no honest quorum")
 
 
 def _accuracy(learner: Learner, flat: np.ndarray, test: CropSet) -> float:

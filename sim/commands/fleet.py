@@ -34,7 +34,7 @@ TRANSPORTS = ("libp2p", "memory")
 # Literals, so that --help needs no numpy; tests/sim/test_commands.py holds them (and the
 # defaults below) equal to models.merge.RULES, sim.attacks.ATTACKS and FleetConfig().
 RULE_NAMES = ("mean", "median", "trimmed_mean", "krum", "geomed", "cclip")
-ATTACK_NAMES = ("sign_flip", "noise", "alie")
+ATTACK_NAMES = ("sign_flip", "noise", "alie", "inflate", "committer")
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]

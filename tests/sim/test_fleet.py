@@ -55,3 +55,20 @@ def test_alie_z_grows_with_the_attackers():
     """More attackers need fewer honest supporters, so they can shift further."""
     assert 0 <= alie_z(8, 1) < alie_z(8, 2) < alie_z(8, 3)
     assert alie_z(50, 24) > 1.5
+
+
+@pytest.mark.slow
+def test_a_lying_committer_costs_expiries_not_the_model_and_inflation_buys_no_weight(data):
+    clean = run_swarm(SMALL, data)
+    lying = run_swarm(replace(SMALL, attackers=1, attack="committer"), data)
+    assert lying.model_hash == clean.model_hash  # its junk never reached a quorum
+    assert [r.expired for r in lying.rounds] == [1 if r % 4 == 0 else 0 for r in range(3)]
+    # A sign flip claiming 2**32 - 1 samples weighs what a median vehicle weighs: exactly the
+    # sign flip with an honest count, as long as the cap is the attacker's own or lower.
+    mean = MergeConfig("mean")
+    flipped = run_swarm(replace(SMALL, rounds=1, attackers=1, attack="sign_flip", merge=mean),
+                        data)
+    inflated = run_swarm(replace(SMALL, rounds=1, attackers=1, attack="inflate", merge=mean),
+                         data)
+    assert inflated.model_hash != clean.model_hash
+    assert abs(inflated.accuracy - flipped.accuracy) <= 0.05
