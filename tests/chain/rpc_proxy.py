@@ -22,6 +22,7 @@ class Faults:
     max_log_blocks: int | None = None
     hang: bool = False
     seen: list[str] = field(default_factory=list)  # methods, in order
+    hung: list[str] = field(default_factory=list)  # methods held by ``hang``, in order
     released: threading.Event = field(default_factory=threading.Event)
 
 
@@ -32,11 +33,12 @@ def _handler(upstream: str, faults: Faults) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            if faults.hang:
-                faults.released.wait(60)
-                return
             call = json.loads(body)
             method = call.get("method", "")
+            if faults.hang:
+                faults.hung.append(method)
+                faults.released.wait(60)
+                return
             faults.seen.append(method)
             too_wide = self._too_wide(call)
             if too_wide:
