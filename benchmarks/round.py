@@ -4,7 +4,9 @@ Each fleet runs the default round (30 local steps, 10% of the delta at 8 bits, w
 on 127.0.0.1 with an embedded chain. Per vehicle and round:
   train_s     its local training (the vehicles of one process take turns on this machine's
               cores, so a round lasts about vehicles x train_s; on the road they train at once)
-  exchange_s  announcing and fetching the other vehicles' payloads, summed over fetches
+  exchange_s  announcing and fetching the other vehicles' payloads, summed over fetches;
+              split into fetch_slot_wait_s (queued for a fetch slot) and fetch_wire_s (asking
+              peers), with fetch_deadlines (fetches that ran out of time)
   merge_s     merging the round's payloads (to commit, or to verify the commitment)
   commit_s    the commitment transaction, per round (only the committer sends one)
   round_s     from the round's start to its verified commitment
@@ -43,6 +45,15 @@ def summarise(result: NetResult, rounds: int) -> dict[str, float]:
         "merge_s": mean([t.merge_s for t in timings]),
         "commit_s": mean(commits),
         "round_s": mean([t.round_s for t in timings]),
+        # Where exchange time goes, per vehicle and round: queueing for one of the vehicle's
+        # fetch slots, and on the wire (answers, plus peers that never answered); fetches that
+        # hit their deadline; and CPU (merges, payload checks) is merge_s.
+        "fetch_slot_wait_s": mean([s.get("fetch_slot_wait_ms", 0) / 1000 / rounds
+                                   for s in result.stats.values()]),
+        "fetch_wire_s": mean([s.get("fetch_wire_ms", 0) / 1000 / rounds
+                              for s in result.stats.values()]),
+        "fetch_deadlines": mean([s.get("fetch_deadline", 0) / rounds
+                                 for s in result.stats.values()]),
         "bytes_sent": mean([s.get("bytes_sent", 0) / rounds for s in result.stats.values()]),
         "bytes_received": mean([s.get("bytes_received", 0) / rounds
                                 for s in result.stats.values()]),

@@ -295,8 +295,12 @@ class Node:
             raise FetchError(f"{kind.name.lower()} {key.hex()[:16]}: no admitted peer connected")
         errors: list[str] = []
         found: list[bytes] = []
+        t0 = time.monotonic()
         async with self._fetch_slots:
-            with trio.move_on_after(self.cfg.fetch_timeout_s):
+            # Where a fetch's time goes, for benchmarks/round.py: queueing for a slot here ...
+            t1 = time.monotonic()
+            self.stats["fetch_slot_wait_ms"] += int(1000 * (t1 - t0))
+            with trio.move_on_after(self.cfg.fetch_timeout_s) as deadline:
                 async with trio.open_nursery() as nursery:
                     failed = trio.Semaphore(0)
                     running = trio.Semaphore(self.cfg.fetch_parallel)
@@ -306,6 +310,10 @@ class Node:
                                            errors, failed, running, nursery.cancel_scope)
                         with trio.move_on_after(self.cfg.fetch_hedge_s):
                             await failed.acquire()  # one failed: ask the next at once
+        # ... and on the wire (including peers that did not answer)
+        self.stats["fetch_wire_ms"] += int(1000 * (time.monotonic() - t1))
+        if deadline.cancelled_caught and not found:
+            self.stats["fetch_deadline"] += 1
         if not found:
             self.stats["fetch_failed"] += 1
             raise FetchError(f"{kind.name.lower()} {key.hex()[:16]}: no peer served it "

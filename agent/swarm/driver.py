@@ -388,7 +388,9 @@ class Vehicle:
             c = await self.chain.run(self.chain.ledger.commit_round, a.round, a.base_hash,
                                      combined.model_hash, entries)
         except LedgerError as e:  # not our slot after all, or a commit is live
-            log.info("commit_not_landed round=%d error=%s", a.round, e)
+            holder, end = self._engine.slot(self._now())
+            log.info("commit_not_landed round=%d chain_time=%.1f slot_holder=%s slot_end=%.1f "
+                     "error=%s", a.round, self._now(), holder, end, e)
             self._engine.commit_failed(self._now())
             return
         t = self._timing(a.round)
