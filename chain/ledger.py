@@ -378,9 +378,10 @@ class Web3Ledger:
         return int(self._retry("block number", lambda: self.w3.eth.block_number))
 
     def head_time(self) -> tuple[int, int]:
-        """The latest block's number and timestamp: the chain's clock, which slots follow."""
-        block = self._retry("latest block", lambda: self.w3.eth.get_block("latest"))
-        return int(block["number"]), int(block["timestamp"])
+        """The latest block's number, and the chain's clock: the timestamp of the block the
+        node is building now (the latest block's is up to a block interval old)."""
+        block = self._retry("pending block", lambda: self.w3.eth.get_block("pending"))
+        return int(block["number"]) - 1, int(block["timestamp"])
 
     def vehicles(self) -> list[str]:
         """The registered vehicles in the contract's rotation order (``vehicle_at``)."""

@@ -20,7 +20,7 @@ from eth_tester.exceptions import TransactionFailed
 from eth_utils.decorators import replace_exceptions
 from web3 import EthereumTesterProvider
 
-# Calls whose result depends on block.timestamp.
+# Calls whose result depends on block.timestamp (and reading the pending block, the clock).
 CLOCKED = frozenset({"eth_sendTransaction", "eth_sendRawTransaction", "eth_call",
                      "eth_estimateGas"})
 
@@ -52,7 +52,8 @@ class ClockedTesterProvider(EthereumTesterProvider):
         return self.ethereum_tester.backend.chain  # type: ignore[union-attr]
 
     def make_request(self, method: Any, params: Any) -> Any:
-        if method in CLOCKED:
+        if method in CLOCKED or (method == "eth_getBlockByNumber" and params
+                                 and params[0] == "pending"):
             head = self._note_head()
             elapsed = int(time.time() - self._head_seen[1])
             now = max(int(time.time()), head + max(1, elapsed))

@@ -169,8 +169,9 @@ class Vehicle:
             nursery.start_soon(self._ticker)
 
     def _now(self) -> float:
-        """Our estimate of the chain's clock: the wall clock, or the latest block's timestamp
-        if the chain runs ahead of it (a dev chain mines each block a second after the last)."""
+        """Our estimate of the chain's clock: the pending block's timestamp at the last poll,
+        advanced by our monotonic clock (the wall clock until the first poll). A dev chain can
+        run ahead of the wall clock (its blocks are a second apart at least)."""
         return time.monotonic() + self._clock_offset
 
     def _act(self, actions: list[Action]) -> None:
@@ -226,7 +227,8 @@ class Vehicle:
 
     async def _chain_in(self, from_block: int) -> None:
         async for event, chain_time in self.chain.follow(from_block, self.cfg.poll_s):
-            self._clock_offset = max(self._clock_offset, chain_time - time.monotonic())
+            if event is None:  # the pending block's time, read just now (whole seconds)
+                self._clock_offset = chain_time + 0.5 - time.monotonic()
             if event is not None:
                 self._on_chain(event)
             else:

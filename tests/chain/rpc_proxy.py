@@ -21,6 +21,7 @@ class Faults:
     drop_responses: dict[str, int] = field(default_factory=dict)  # method -> times left
     max_log_blocks: int | None = None
     hang: bool = False
+    hang_only: set[str] | None = None  # hang just these methods (None: every one)
     seen: list[str] = field(default_factory=list)  # methods, in order
     hung: list[str] = field(default_factory=list)  # methods held by ``hang``, in order
     released: threading.Event = field(default_factory=threading.Event)
@@ -35,7 +36,7 @@ def _handler(upstream: str, faults: Faults) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             call = json.loads(body)
             method = call.get("method", "")
-            if faults.hang:
+            if faults.hang and (faults.hang_only is None or method in faults.hang_only):
                 faults.hung.append(method)
                 faults.released.wait(60)
                 return

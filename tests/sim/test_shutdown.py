@@ -60,7 +60,7 @@ def test_sigterm_mid_commit_on_a_hung_endpoint_exits_within_5s_with_checkpoints_
             # A round is final and checkpointed; then the endpoint stops answering, and a
             # vehicle sends its next commit into the void.
             _wait(lambda: state.exists() and any(state.glob("*.ckpt")), 600, "a checkpoint")
-            faults.hang = True
+            faults.hang_only, faults.hang = COMMIT_CALLS, True
             _wait(lambda: bool(COMMIT_CALLS & set(faults.hung)), 600,
                   "a commit on the hung endpoint")
             t0 = time.monotonic()
