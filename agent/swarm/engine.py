@@ -354,6 +354,9 @@ class Engine:
         sigs = self._sigs.setdefault(att.model_hash, {})
         if att.signer in sigs:
             return []
+        for other in self._sigs.values():  # one model per signer: the table stays bounded
+            other.pop(att.signer, None)
+        self._sigs = {m: s for m, s in self._sigs.items() if s or m == att.model_hash}
         sigs[att.signer] = att.signature
         return self._finalize_if_ready(now)
 

@@ -284,6 +284,13 @@ def test_other_vehicles_finalise_in_turn_if_the_committer_does_not():
     assert [a for a in e.tick(6.0 + turn * PARAMS.fallback_slot) if isinstance(a, Finalize)]
 
 
+def test_a_signer_counts_for_one_model_only_so_the_table_stays_bounded():
+    e = engine_for(0)
+    for k in range(100):  # a stolen key signing model after model
+        e.attested(attestation(3, model=k.to_bytes(32, "big")), 1.0)
+    assert sum(len(s) for s in e._sigs.values()) == 1
+
+
 def test_attestations_from_strangers_or_other_rounds_do_not_count():
     e = engine_for(0)
     stranger = attest.sign(STRANGER, FLEET, 0, MODEL)
