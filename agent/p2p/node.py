@@ -60,8 +60,8 @@ class NodeConfig:
     max_concurrent_serves: int = 8
     max_serves_per_peer: int = 2
     fetch_timeout_s: float = 30.0  # one deadline for a whole fetch, every peer asked included
-    fetch_hedge_s: float = 1.0  # ask the next peer too if the last one has not answered by then
-    fetch_parallel: int = 3  # peers asked at once for one payload
+    fetch_hedge_s: float = 5.0  # ask the next peer too if the last one has not answered by then
+    fetch_parallel: int = 2  # peers asked at once for one payload
     gate: GateConfig = GateConfig()
     # Our own publishes count against this too (py-libp2p); a round needs one per vehicle.
     max_announcements_per_s: float = 200.0
