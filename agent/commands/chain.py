@@ -172,6 +172,14 @@ def _signer(args: argparse.Namespace) -> LocalAccount:
     return load_key(path, _password(args))
 
 
+def _signing_ledger(args: argparse.Namespace) -> Web3Ledger:
+    """The contract, with the signer's key, once the signer is known to be able to pay gas."""
+    w3, account = _web3(args), _signer(args)
+    ledger = _ledger(args, w3, account)
+    _funded(w3, account)
+    return ledger
+
+
 def _funded(w3: Web3, account: LocalAccount) -> None:
     """Refuse early, with the way out, when the signer cannot pay for gas."""
     from chain.errors import NoFundsError
@@ -220,6 +228,8 @@ def _params(args: argparse.Namespace) -> ChainParams:
 def _genesis(text: str | None) -> bytes:
     value: str = _need(text, "--genesis HEX|FILE", "deploy",
                        "the model every vehicle starts from: its hash, or a checkpoint")
+    if value.endswith(".pt") and not Path(value).is_file():
+        raise UsageError(f"--genesis {value}: no such checkpoint file")
     if not Path(value).is_file():
         genesis = _hex32(value, "--genesis")
         if genesis == bytes(32):
@@ -243,9 +253,7 @@ def deploy(args: argparse.Namespace) -> int:
 
 
 def set_params(args: argparse.Namespace) -> int:
-    w3, account = _web3(args), _signer(args)
-    ledger = _ledger(args, w3, account)
-    _funded(w3, account)
+    ledger = _signing_ledger(args)
     ledger.set_params(_params(args))
     _out(asdict(ledger.status().params))
     return 0
@@ -253,9 +261,7 @@ def set_params(args: argparse.Namespace) -> int:
 
 def observe(args: argparse.Namespace) -> int:
     observer = _address(args.address, "ACCOUNT", args.action, "the observer's account")
-    w3, account = _web3(args), _signer(args)
-    ledger = _ledger(args, w3, account)
-    _funded(w3, account)
+    ledger = _signing_ledger(args)
     ledger.set_observer(observer, not args.remove)
     _out({"observers": ledger.observers()})
     return 0
@@ -263,18 +269,14 @@ def observe(args: argparse.Namespace) -> int:
 
 def propose_operator(args: argparse.Namespace) -> int:
     new = _address(args.address, "ACCOUNT", args.action, "the new operator's account")
-    w3, account = _web3(args), _signer(args)
-    ledger = _ledger(args, w3, account)
-    _funded(w3, account)
+    ledger = _signing_ledger(args)
     ledger.propose_operator(new)
-    _out({"operator": account.address, "proposed": new})
+    _out({"operator": ledger.account.address, "proposed": new})
     return 0
 
 
 def accept_operator(args: argparse.Namespace) -> int:
-    w3, account = _web3(args), _signer(args)
-    ledger = _ledger(args, w3, account)
-    _funded(w3, account)
+    ledger = _signing_ledger(args)
     ledger.accept_operator()
     _out({"operator": ledger.status().operator})
     return 0
@@ -282,9 +284,7 @@ def accept_operator(args: argparse.Namespace) -> int:
 
 def membership(args: argparse.Namespace) -> int:
     vehicle = _address(args.address, "VEHICLE", args.action, "the vehicle's account")
-    w3, account = _web3(args), _signer(args)
-    ledger = _ledger(args, w3, account)
-    _funded(w3, account)
+    ledger = _signing_ledger(args)
     (ledger.register if args.action == "register" else ledger.revoke)(vehicle)
     _out({args.action: vehicle, "vehicle_count": ledger.status().vehicle_count})
     return 0
