@@ -269,4 +269,5 @@ def test_a_vehicle_killed_mid_round_restarts_from_its_checkpoint_and_contributes
     assert back.node.stats["fetched"] >= 1 and min(back.timings) >= 3
     # ... and contributed again: with four vehicles, four distinct senders include it.
     assert [c for c in commits[3:] if len(c.contributions) == 4]
-    assert_fleet_agrees(fleet, vehicles)
+    # With quorum 3 of 4, a vehicle still fetching when the round goes final adopts it by hash.
+    assert_fleet_agrees(fleet, vehicles, verified=False)
