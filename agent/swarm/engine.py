@@ -36,9 +36,12 @@ MAX_CONTRIBUTIONS = 64  # what the contract accepts per round
 
 @dataclass(frozen=True)
 class EngineConfig:
-    # Gossip is best effort: an announcement (and our attestation) is published again this often
-    # while its round is open, so a peer that joined the mesh late still hears it.
+    # Gossip is best effort: an announcement (and our attestation) is published again while its
+    # round is open, so a peer that joined the mesh late still hears it: first after
+    # reannounce_s, then at doubling gaps up to reannounce_max_s. Each publish reaches every
+    # vehicle, so a fixed gap would cost vehicles^2 messages per gap, for the whole round.
     reannounce_s: float = 5.0
+    reannounce_max_s: float = 60.0
     # A fetch that failed is tried again after this long.
     retry_s: float = 1.0
     # No commit is sent this close to the end of our slot: our estimate of the chain's clock
@@ -118,6 +121,21 @@ Action = (Train | Announce | Fetch | FetchAnnouncement | Commit | Verify | Attes
 
 
 @dataclass
+class Repeat:
+    """A message sent again at doubling gaps: ``due`` is the next time, ``gap`` the last gap."""
+    due: float
+    gap: float
+
+    def fire(self, now: float, cap: float) -> bool:
+        """True (and the next time set) when it is time to send again."""
+        if now < self.due:
+            return False
+        self.gap = min(2 * self.gap, cap)
+        self.due = now + self.gap
+        return True
+
+
+@dataclass
 class RoundState:
     round: int
     base_hash: bytes
@@ -125,13 +143,13 @@ class RoundState:
     attempts: int = 0  # commits of this round seen so far
     expired_at: float | None = None  # when the latest commit of this round expired
     own: Announcement | None = None
-    announced_at: float = 0.0
+    reannounce: Repeat | None = None  # when our announcement goes out again
     committing: bool = False
     commitment: RoundCommitment | None = None  # the live commit awaiting quorum
     verifying: bool = False
     verified: bytes | None = None  # the committed hash we recomputed, if it matched
     rejected: bool = False  # the live commit failed our checks: we attest nothing
-    attested_at: float = 0.0
+    reattest: Repeat | None = None  # when our attestation goes out again
     quorum_at: float | None = None  # when we first held a quorum for the live commit
     finalizing: bool = False
     retry_at: float = 0.0  # after a commit or finalisation that did not land: not before
@@ -245,7 +263,7 @@ class Engine:
             return []
         self._anns[(ann.round, ann.sender)] = ann
         self._have.add(ann.payload_hash)
-        st.own, st.announced_at = ann, now
+        st.own, st.reannounce = ann, self._repeat(now)
         return [Announce(ann), *self._verify_if_ready()]
 
     def announced(self, ann: Announcement, now: float) -> list[Action]:
@@ -340,7 +358,7 @@ class Engine:
                 return [Sync(final.round, final.model_hash, final.finalized_at)]
             return []
         self.stats["rounds_verified"] += 1
-        st.verified, st.attested_at = model_hash, now
+        st.verified, st.reattest = model_hash, self._repeat(now)
         if final is not None:
             return [Adopt(final)]
         return [Attest(st.round, model_hash)]
@@ -396,12 +414,11 @@ class Engine:
             st.expired_at = c.committed_at + self.params.finalize_window
             st.commitment, st.verified, st.rejected, st.verifying = None, None, False, False
             st.quorum_at, st.finalizing = None, False
-        if st.own is not None and now - st.announced_at >= self.cfg.reannounce_s:
-            st.announced_at = now
+        cap = self.cfg.reannounce_max_s
+        if st.own is not None and st.reannounce is not None and st.reannounce.fire(now, cap):
             if st.commitment is None:
                 actions.append(Announce(st.own))
-        if st.verified is not None and now - st.attested_at >= self.cfg.reannounce_s:
-            st.attested_at = now
+        if st.verified is not None and st.reattest is not None and st.reattest.fire(now, cap):
             actions.append(Attest(st.round, st.verified))
         if self._should_commit(st, now):
             st.committing = True
@@ -409,6 +426,9 @@ class Engine:
         return actions + self._finalize_if_ready(now)
 
     # --- internals -----------------------------------------------------------------------------
+
+    def _repeat(self, now: float) -> Repeat:
+        return Repeat(due=now + self.cfg.reannounce_s, gap=self.cfg.reannounce_s)
 
     def _forget_before(self, round_: int) -> None:
         self._anns = {k: a for k, a in self._anns.items() if a.round >= round_}

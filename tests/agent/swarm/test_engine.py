@@ -312,14 +312,15 @@ def test_a_final_round_is_adopted_only_as_verified_or_synced():
     assert e.finalized(ahead, 99.0) == [Sync(4, b"\x02" * 32, 99)]
 
 
-def test_own_announcement_is_repeated_until_the_round_is_committed():
+def test_own_announcement_is_repeated_at_doubling_gaps_until_the_round_is_committed():
     e = engine_for(2)
     mine = ann(2)
     e.contributed(mine, 10.0)
-    assert Announce(mine) not in e.tick(14.9)
-    assert Announce(mine) in e.tick(15.0)
-    e.committed(commitment((1, 2)), 15.5)
-    assert Announce(mine) not in e.tick(21.0)
+    sent = [t for t in range(10, 200) if Announce(mine) in e.tick(float(t) + 0.5)]
+    # After 5 s, then gaps of 10, 20, 40 and at most reannounce_max_s (60).
+    assert sent == [15, 25, 45, 85, 145]
+    e.committed(commitment((1, 2), at=200.0), 200.0)
+    assert not [t for t in range(200, 255) if Announce(mine) in e.tick(float(t))]
 
 
 def test_failed_fetches_are_retried_after_a_pause():
