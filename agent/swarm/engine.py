@@ -415,9 +415,9 @@ class Engine:
             st.commitment, st.verified, st.rejected, st.verifying = None, None, False, False
             st.quorum_at, st.finalizing = None, False
         cap = self.cfg.reannounce_max_s
-        if st.own is not None and st.reannounce is not None and st.reannounce.fire(now, cap):
-            if st.commitment is None:
-                actions.append(Announce(st.own))
+        if st.own is not None and st.reannounce is not None and st.reannounce.fire(now, cap) \
+                and st.commitment is None:
+            actions.append(Announce(st.own))
         if st.verified is not None and st.reattest is not None and st.reattest.fire(now, cap):
             actions.append(Attest(st.round, st.verified))
         if self._should_commit(st, now):
