@@ -16,6 +16,13 @@ Rules of this file:
   weighs; honest vehicles with less data than the median keep their smaller weight. Median,
   trimmed mean and centered clipping ignore weights; mean, multi-Krum and the geometric median
   use the capped ones.
+- Vehicles drive different towns and weathers, so honest deltas disagree, and an attacker hides
+  in that spread: under a sign flip, coordinate-wise rules halve the fleet's step on every
+  weight where vehicles disagree. So the robust rules (all but the plain mean) first mix each
+  delta with its nearest neighbours (``mix_nearest``, NNM: Allouah et al., "Fixing by Mixing",
+  AISTATS 2023): every delta becomes the mean of its n - f nearest deltas, itself included.
+  Honest deltas become near copies of the honest mean; an attacker's is diluted by the honest
+  deltas nearest to it. The plain mean stays the undefended baseline.
 
 Rules: weighted mean (by samples), coordinate median, trimmed mean, multi-Krum, geometric
 median (Weiszfeld), centered clipping.
@@ -152,7 +159,7 @@ def coordinate_median(x: np.ndarray, samples: Sequence[int], cfg: MergeConfig) -
 
 def trimmed_mean(x: np.ndarray, samples: Sequence[int], cfg: MergeConfig) -> np.ndarray:
     n = len(x)
-    k = cfg.byzantine if cfg.byzantine else math.floor(cfg.trim * n)
+    k = tolerated(cfg, n)
     if n - 2 * k < 1:
         raise MergeError(f"trimmed mean cannot cut {k} from each end of {n} contributions")
     kept = np.sort(x, axis=0)[k : n - k]
@@ -244,6 +251,26 @@ def check(c: Contribution, size: int, max_norm: float) -> str | None:
     return None
 
 
+def mix_nearest(x: np.ndarray, f: int) -> np.ndarray:
+    """Each fixed-point row replaced by the mean of its ``n - f`` nearest rows (exact squared
+    distances; itself first, ties to the lower index), rounded half up in exact integers."""
+    n = len(x)
+    k = n - f
+    if f <= 0 or k < 1:
+        return x
+    d = pairwise_sq_dist(x)
+    out = np.empty_like(x)
+    for i in range(n):
+        near = sorted(range(n), key=lambda j: (j != i, d[i, j], j))[:k]
+        out[i] = (2 * x[near].sum(axis=0) + k) // (2 * k)
+    return out
+
+
+def tolerated(cfg: MergeConfig, n: int) -> int:
+    """The attackers a rule guards against among ``n``: ``byzantine``, else the trim share."""
+    return cfg.byzantine if cfg.byzantine else math.floor(cfg.trim * n)
+
+
 def cap_samples(samples: Sequence[int]) -> list[int]:
     """Each count capped at the lower median of all of them (exact integers)."""
     cap = sorted(samples)[(len(samples) - 1) // 2]
@@ -268,5 +295,7 @@ def merge(contributions: Sequence[Contribution], cfg: MergeConfig) -> MergeResul
         raise MergeError(f"all {len(contributions)} contributions were rejected: {rejected[0][1]}")
     x = np.stack([to_fixed(contributions[i].delta) for i in accepted])
     samples = cap_samples([contributions[i].samples for i in accepted])
+    if cfg.rule != "mean":
+        x = mix_nearest(x, min(tolerated(cfg, len(x)), (len(x) - 1) // 2))
     merged = RULES[cfg.rule](x, samples, cfg)
     return MergeResult(delta=from_fixed(merged), accepted=tuple(accepted), rejected=tuple(rejected))

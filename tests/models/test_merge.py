@@ -19,6 +19,7 @@ from models.merge import (
     from_fixed,
     krum_select,
     merge,
+    mix_nearest,
     to_fixed,
 )
 
@@ -42,6 +43,25 @@ def _stack(cs: list[Contribution]) -> np.ndarray:
     return np.stack([c.delta.astype(np.float64) for c in cs])
 
 
+def _mixed(x: np.ndarray, f: int) -> np.ndarray:
+    """Float reference of ``mix_nearest``: each row the mean of its n - f nearest rows."""
+    d = ((x[:, None] - x[None]) ** 2).sum(-1)
+    return np.stack([x[np.argsort(d[i], kind="stable")[: len(x) - f]].mean(0)
+                     for i in range(len(x))])
+
+
+def test_robust_rules_mix_each_delta_with_its_nearest_neighbours():
+    cs = _fleet(8, outliers=2)
+    x = _stack(cs)
+    got = from_fixed(mix_nearest(to_fixed(x.astype(np.float32)), 2)).astype(np.float64)
+    assert np.abs(got - _mixed(x, 2)).max() < TOL
+    honest = x[:6].mean(0)
+    # Each honest delta mixes only with honest ones; an outlier's pull shrinks to 2/6 of it.
+    assert np.abs(got[:6] - honest).max() < TOL
+    assert np.linalg.norm(got[7] - honest) < 0.4 * np.linalg.norm(x[7] - honest)
+    assert np.array_equal(mix_nearest(to_fixed(x), 0), to_fixed(x))  # f = 0: nothing to mix
+
+
 def test_weighted_mean_matches_reference():
     cs = _fleet()
     w = np.array(cap_samples([c.samples for c in cs]), np.float64)
@@ -52,7 +72,7 @@ def test_weighted_mean_matches_reference():
 
 def test_median_and_trimmed_mean_match_reference():
     cs = _fleet(8)
-    x = _stack(cs)
+    x = _mixed(_stack(cs), 2)
     assert np.abs(merge(cs, MergeConfig("median")).delta - np.median(x, 0)).max() < TOL
     ref = np.sort(x, 0)[2:6].mean(0)
     assert np.abs(merge(cs, MergeConfig("trimmed_mean", byzantine=2)).delta - ref).max() < TOL
@@ -71,24 +91,26 @@ def test_krum_selects_like_brute_force():
 
 def test_geometric_median_matches_weiszfeld_reference():
     cs = _fleet(7, outliers=2)
-    x, w = _stack(cs), np.array(cap_samples([c.samples for c in cs]), np.float64)
+    x, w = _mixed(_stack(cs), 2), np.array(cap_samples([c.samples for c in cs]), np.float64)
     z = (x * w[:, None]).sum(0) / w.sum()
     for _ in range(200):
         beta = w / np.maximum(np.linalg.norm(x - z, axis=1), 1e-6)
         z = (x * beta[:, None]).sum(0) / beta.sum()
-    out = merge(cs, MergeConfig("geomed")).delta
+    out = merge(cs, MergeConfig("geomed", byzantine=2)).delta
     assert np.abs(out - z).max() < 1e-4
-    assert np.linalg.norm(out - x[:5].mean(0)) < np.linalg.norm(x[:5].mean(0)) * 0.5
+    honest = _stack(cs[:5]).mean(0)
+    assert np.linalg.norm(out - honest) < np.linalg.norm(honest) * 0.5
 
 
 def test_centered_clipping_matches_reference():
     cs = _fleet(8, outliers=2)
-    x = _stack(cs)
+    x = _mixed(_stack(cs), 2)
     v = np.median(x, 0)
     tau = sorted(np.linalg.norm(x - v, axis=1))[4]
     for _ in range(3):
         diffs = x - v
-        c = np.minimum(1.0, tau / np.linalg.norm(diffs, axis=1))
+        d = np.linalg.norm(diffs, axis=1)
+        c = np.where(d > 0, np.minimum(1.0, tau / np.maximum(d, 1e-30)), 1.0)
         v = v + (diffs * c[:, None]).sum(0) / len(x)
     assert np.abs(merge(cs, MergeConfig("cclip")).delta - v).max() < 1e-4
 
@@ -142,7 +164,8 @@ import torch
 torch.set_num_threads(int(sys.argv[1]))
 from models.merge import Contribution, MergeConfig, RULES, merge
 rng = np.random.default_rng(42)
-cs = [Contribution((rng.standard_normal(145000) * 0.01 * (1 + i)).astype(np.float32), 50 + i)
+base = rng.standard_normal(145000) * 0.01
+cs = [Contribution((base + rng.standard_normal(145000) * 0.01).astype(np.float32), 50 + i)
       for i in range(8)]
 out = {r: hashlib.sha256(merge(cs, MergeConfig(r, byzantine=2)).delta.tobytes()).hexdigest()
        for r in RULES}
@@ -163,22 +186,23 @@ def test_merge_is_bit_identical_across_processes_and_threads():
     assert len(set(runs[0].values())) == len(RULES)  # six different rules, six results
     # And this process agrees too.
     rng = np.random.default_rng(42)
-    cs = [Contribution((rng.standard_normal(145000) * 0.01 * (1 + i)).astype(np.float32), 50 + i)
+    base = rng.standard_normal(145000) * 0.01
+    cs = [Contribution((base + rng.standard_normal(145000) * 0.01).astype(np.float32), 50 + i)
           for i in range(8)]
     here = hashlib.sha256(merge(cs, MergeConfig("geomed", byzantine=2)).delta.tobytes())
     assert here.hexdigest() == runs[0]["geomed"]
 
 
 # sha256 of each rule's merged delta (float32, little-endian) for ``_golden_fleet()``, computed
-# once (again when the sample cap came in) and committed: a numpy, BLAS or CPU change that
+# once (again when the sample cap, then nearest-neighbour mixing came in) and committed: a numpy, BLAS or CPU change that
 # alters any bit fails here, not in a fleet where vehicles stop agreeing.
 GOLDEN = {
     "mean": "bdbac113bea76c582f45b5de53dcd712b44184e6f31470a7ef2280e31dfbe007",
-    "median": "ce4fb2e0f3827feeb01d1cba5bbc8518487139efbbba7360be243f370dfff67b",
-    "trimmed_mean": "b0937379a28d56fdaf4937ca91113fd0a0e5f0bb6c825e33c1f5a3a0599e8dac",
-    "krum": "c8fd067ef0fba96740ef7741fda8a2131b4e0093f8de63466a41db38d0612c15",
-    "geomed": "456e20f327ebef09402bedbe1bf9ec4ff82eba1a5edc9bbd6540e5958ddb7940",
-    "cclip": "7a88925ecc3e55cfc734bf638aea8729492dba167dfafa29570221a4a2121b50",
+    "median": "bd5422b14cf80ab3c0d9a605188448a8b60a3e1e040ea7b3b7667cacd51509f3",
+    "trimmed_mean": "04bf2b6e83f547e58a1ba0d51698e9b1eeb76b917ea91f611ae75faa8f79b2dc",
+    "krum": "82bd383f0ff128824c99a341f02870fb2f9fc1600475db9f2a8199d2af095a18",
+    "geomed": "b3a1ec77ce2d2f49a3b5e6cbf7c015d05992c8e36e77958851d82f399e7569b0",
+    "cclip": "f5952d77abd2d2c08801d019a3e2aea436a715e686cf18c2fd3a0017cf06a9f1",
 }
 
 
@@ -199,7 +223,8 @@ def _golden_fleet() -> list[Contribution]:
 @pytest.mark.parametrize("rule", list(RULES))
 def test_each_rule_reproduces_its_committed_golden_hash(rule):
     assert set(GOLDEN) == set(RULES)  # a new rule needs its golden hash
-    delta = merge(_golden_fleet(), MergeConfig(rule, byzantine=1)).delta
+    assert len(set(GOLDEN.values())) == len(GOLDEN)  # and each rule does its own arithmetic
+    delta = merge(_golden_fleet(), MergeConfig(rule, byzantine=2)).delta
     assert hashlib.sha256(delta.astype("<f4").tobytes()).hexdigest() == GOLDEN[rule]
 
 
