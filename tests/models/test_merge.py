@@ -194,8 +194,9 @@ def test_merge_is_bit_identical_across_processes_and_threads():
 
 
 # sha256 of each rule's merged delta (float32, little-endian) for ``_golden_fleet()``, computed
-# once (again when the sample cap, then nearest-neighbour mixing came in) and committed: a numpy, BLAS or CPU change that
-# alters any bit fails here, not in a fleet where vehicles stop agreeing.
+# once (again when the sample cap, then nearest-neighbour mixing came in) and committed: a
+# numpy, BLAS or CPU change that alters any bit fails here, not in a fleet where vehicles stop
+# agreeing.
 GOLDEN = {
     "mean": "bdbac113bea76c582f45b5de53dcd712b44184e6f31470a7ef2280e31dfbe007",
     "median": "bd5422b14cf80ab3c0d9a605188448a8b60a3e1e040ea7b3b7667cacd51509f3",
