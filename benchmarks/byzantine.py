@@ -1,12 +1,15 @@
 """Robust merging under attack: each rule's accuracy with 0 and with 2 of 8 vehicles attacking.
 
-Attacks (sim/attacks.py): sign flip (-5x own delta), scaled Gaussian noise (10x own norm) and
-"a little is enough". The attackers are vehicles 0 and 1, whose towns other vehicles also drive.
-A shorter schedule than benchmarks/learning.py keeps the 24 runs affordable. Deltas are dense
+Attacks (sim/attacks.py): sign flip (-5x own delta), scaled Gaussian noise (10x own norm),
+"a little is enough", sample inflation (the sign flip claiming 2**32 - 1 samples) and a
+malicious committer (honest deltas, junk model committed in its slot, never attested). The
+attackers are vehicles 0 and 1, whose towns other vehicles also drive. A shorter schedule than
+benchmarks/learning.py keeps the 36 runs affordable (~45 min on 2 cores). Deltas are dense
 (float32): coordinate-wise rules need every vehicle to send every coordinate (see
 ``models.merge.COORDINATE_RULES``).
 
-Prints {"rules": {rule: {"clean", "sign_flip", "noise", "alie", "max_drop"}},
+Prints {"rules": {rule: {"clean", "sign_flip", "noise", "alie", "inflate", "committer",
+"max_drop"}}, "worst_robust_rule", "worst_robust_max_drop",
 "best_robust_rule", "best_robust_max_drop", "mean_max_drop"} as its last line.
 """
 
@@ -47,10 +50,13 @@ def main() -> None:
         report[rule] = row
     robust = {r: v for r, v in report.items() if r != "mean"}
     best = min(robust, key=lambda r: (robust[r]["max_drop"], -robust[r]["clean"]))
+    worst = max(robust, key=lambda r: robust[r]["max_drop"])
     print(json.dumps({
         "rules": report,
         "best_robust_rule": best,
         "best_robust_max_drop": report[best]["max_drop"],
+        "worst_robust_rule": worst,
+        "worst_robust_max_drop": report[worst]["max_drop"],
         "mean_max_drop": report["mean"]["max_drop"] if "mean" in report else None,
         "seconds": round(time.perf_counter() - t0),
     }))

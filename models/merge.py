@@ -22,7 +22,10 @@ Rules of this file:
   delta with its nearest neighbours (``mix_nearest``, NNM: Allouah et al., "Fixing by Mixing",
   AISTATS 2023): every delta becomes the mean of its n - f nearest deltas, itself included.
   Honest deltas become near copies of the honest mean; an attacker's is diluted by the honest
-  deltas nearest to it. The plain mean stays the undefended baseline.
+  deltas nearest to it. The plain mean stays the undefended baseline. f is ``byzantine``, else
+  the trim share (a quarter of the fleet), at most (n - 1) // 2. Set it no lower than the
+  attackers you guard against: with f too low, an honest delta's nearest set reaches an
+  attacker and the mixing spreads the attack instead of diluting it.
 
 Rules: weighted mean (by samples), coordinate median, trimmed mean, multi-Krum, geometric
 median (Weiszfeld), centered clipping.
