@@ -74,6 +74,10 @@ class MergeConfig:
             raise ValueError(f"byzantine {self.byzantine}: the attackers tolerated cannot be "
                              "negative")
 
+    def tolerated(self, n: int) -> int:
+        """The attackers a rule guards against among ``n``: ``byzantine``, else the trim share."""
+        return self.byzantine if self.byzantine else math.floor(self.trim * n)
+
     def problem_with(self, n: int) -> str | None:
         """Why this rule cannot merge ``n`` contributions, or None when it can."""
         f = self.byzantine
@@ -162,7 +166,7 @@ def coordinate_median(x: np.ndarray, samples: Sequence[int], cfg: MergeConfig) -
 
 def trimmed_mean(x: np.ndarray, samples: Sequence[int], cfg: MergeConfig) -> np.ndarray:
     n = len(x)
-    k = tolerated(cfg, n)
+    k = cfg.tolerated(n)
     if n - 2 * k < 1:
         raise MergeError(f"trimmed mean cannot cut {k} from each end of {n} contributions")
     kept = np.sort(x, axis=0)[k : n - k]
@@ -269,11 +273,6 @@ def mix_nearest(x: np.ndarray, f: int) -> np.ndarray:
     return out
 
 
-def tolerated(cfg: MergeConfig, n: int) -> int:
-    """The attackers a rule guards against among ``n``: ``byzantine``, else the trim share."""
-    return cfg.byzantine if cfg.byzantine else math.floor(cfg.trim * n)
-
-
 def cap_samples(samples: Sequence[int]) -> list[int]:
     """Each count capped at the lower median of all of them (exact integers)."""
     cap = sorted(samples)[(len(samples) - 1) // 2]
@@ -299,6 +298,6 @@ def merge(contributions: Sequence[Contribution], cfg: MergeConfig) -> MergeResul
     x = np.stack([to_fixed(contributions[i].delta) for i in accepted])
     samples = cap_samples([contributions[i].samples for i in accepted])
     if cfg.rule != "mean":
-        x = mix_nearest(x, min(tolerated(cfg, len(x)), (len(x) - 1) // 2))
+        x = mix_nearest(x, min(cfg.tolerated(len(x)), (len(x) - 1) // 2))
     merged = RULES[cfg.rule](x, samples, cfg)
     return MergeResult(delta=from_fixed(merged), accepted=tuple(accepted), rejected=tuple(rejected))
