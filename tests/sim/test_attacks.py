@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import statistics
 from dataclasses import replace
 
 import multiaddr
@@ -20,7 +19,7 @@ from libp2p.peer.peerinfo import info_from_p2p_addr
 
 from agent.p2p import announce
 from agent.p2p.announce import Announcement
-from agent.p2p.fetch import MAGIC, PROTOCOL, REQUEST, VERSION, FetchError
+from agent.p2p.fetch import FetchError
 from agent.p2p.identity import Identity
 from agent.p2p.node import Node, NodeConfig
 from agent.p2p.store import Kind
@@ -29,6 +28,7 @@ from agent.swarm.engine import Commit
 from chain.errors import LedgerError, LedgerRevert
 from chain.launch import Anvil
 from chain.ledger import Entry, RoundCommitment
+from sim.hostile import hog_and_flood, hostile_node, silent_fetcher
 from sim.netfleet import NetFleet, NetFleetConfig
 from tests.sim.harness import (
     SMALL,
@@ -55,14 +55,6 @@ def honest_agree(fleet: NetFleet, honest: list[Vehicle]) -> None:
 
 def senders(c: RoundCommitment) -> set[str]:
     return {e.sender for e in c.contributions}
-
-
-def hostile_node(fleet: NetFleet, i: int, **cfg: object) -> Node:
-    """Vehicle ``i``'s key in a bare node the test drives by hand (a stolen key)."""
-    node = Node(fleet.identities[i], fleet.fleet, NodeConfig(
-        listen=f"/ip4/127.0.0.1/tcp/{fleet.ports[i]}", bootstrap=fleet.bootstrap[:i], **cfg))
-    node.set_allowed(x.address for x in fleet.identities)
-    return node
 
 
 async def drain(node: Node, seen: list[Announcement]) -> None:
@@ -310,73 +302,28 @@ def test_an_unregistered_peer_can_neither_connect_nor_fetch(data):
     assert_fleet_agrees(fleet, vehicles)
 
 
-# --- resource attacks: the round stays within 2x of the clean round ---------------------------
-
-def _round_time(vehicles: list[Vehicle]) -> float:
-    return statistics.median(t.round_s for v in vehicles for t in v.timings.values()
-                             if t.round >= 1 and t.round_s)
-
-
-async def _never_answer(stream: object) -> None:
-    await trio.sleep_forever()
-
-
-async def _hog_and_flood(fleet: NetFleet, vehicles: list[Vehicle], report: dict[str, int]
-                         ) -> None:
-    """Vehicle 4's stolen key: holds serving streams open and floods invalid gossip."""
-    node = hostile_node(fleet, 4, max_announcements_per_s=100_000.0)
-    stranger = Identity.from_secret(hashlib.sha256(b"flood").digest())
-    junk = announce.sign(stranger, fleet.fleet, 0, os.urandom(32), os.urandom(32), 100, 10,
-                         0.1)  # signed by nobody the fleet knows
-    async with node.running(lambda ann: None), trio.open_nursery() as inner:
-        await wait_until(lambda: len(node.connected()) >= 2)
-
-        async def hog(peer: object, key: bytes) -> None:
-            while True:
-                try:
-                    s = await node.host.new_stream(peer, [PROTOCOL])  # type: ignore[arg-type]
-                    await s.write(REQUEST.pack(MAGIC, VERSION, Kind.MODEL, key))
-                    report["hog_streams"] = report.get("hog_streams", 0) + 1
-                    await trio.sleep(30)  # never read the answer: hold the slot
-                except Exception:
-                    await trio.sleep(0.5)
-
-        for v in vehicles:
-            for _ in range(8):
-                inner.start_soon(hog, v.node.peer_id, v.model_hash)
-        while not all(v.done.is_set() for v in vehicles):
-            for _ in range(100):  # 1,000 a second
-                await node.pubsub.publish(node.topic, junk.raw)
-                report["flood"] = report.get("flood", 0) + 1
-            await trio.sleep(0.1)
-        inner.cancel_scope.cancel()
-
+# --- resource attacks: nothing honest waits on them (benchmarks/attacks.py times the round) --
 
 def test_silent_fetchers_slot_hogs_and_floods_do_not_slow_the_round(data):
-    cfg = replace(SMALL, vehicles=5, rounds=5)
-
-    clean = NetFleet(cfg, fleet_data(data, 5), FAST)
-    clean_round = _round_time(run_fleet(clean, n=3))  # vehicles 3 and 4 registered, silent
-
-    fleet = NetFleet(cfg, fleet_data(data, 5), FAST)
+    fleet = NetFleet(replace(SMALL, vehicles=5, rounds=5), fleet_data(data, 5), FAST)
     report: dict[str, int] = {}
 
     async def attack(fleet: NetFleet, vehicles: list[Vehicle], nursery: trio.Nursery) -> None:
-        silent = hostile_node(fleet, 3)  # answers no fetch, ever
-        async with silent.running(lambda ann: None), trio.open_nursery() as inner:
-            silent.host.set_stream_handler(PROTOCOL, _never_answer)
-            inner.start_soon(_hog_and_flood, fleet, vehicles, report)
+        done = trio.Event()  # vehicles 3 and 4: registered, hostile
+        async with trio.open_nursery() as inner:
+            inner.start_soon(silent_fetcher, fleet, 3, done)
+            inner.start_soon(hog_and_flood, fleet, 4, vehicles, report, done)
             await wait_until(lambda: all(v.done.is_set() for v in vehicles))
-            inner.cancel_scope.cancel()
+            done.set()
 
     vehicles = run_fleet(fleet, attack, n=3)
-    attacked_round = _round_time(vehicles)
     assert report["flood"] >= 1000 and report["hog_streams"] >= 1
-    assert attacked_round <= 2 * clean_round, (attacked_round, clean_round)
     honest = {v.address for v in vehicles}
     assert all(senders(c) == honest for c in final_commitments(fleet))
     stats = [v.node.stats for v in vehicles]
     assert sum(s["peer_banned_invalid_gossip"] + s["peer_banned_gossip_flood"]
                for s in stats) >= 1
     assert sum(s["fetch_busy"] for s in stats) >= 1
+    # Hostile peers were skipped, never waited on: no honest fetch ran out of time or failed.
+    assert sum(s["fetch_deadline"] + s["fetch_failed"] for s in stats) == 0
     honest_agree(fleet, vehicles)
