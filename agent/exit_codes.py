@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     CAMERA = 11  # a camera, video or image folder that cannot be opened
     BAD_INPUT_FILE = 12  # a corrupt image or label file, or a folder with some
     OUTPUT = 13  # an output path that cannot be written (checked before any work)
+    CONFIG = 14  # a vehicle config that fails its checks (swarmdrive config check FILE)
     # 20-29 models (fatal)
     MODEL_FILE = 20  # a missing, corrupt or foreign model file
     EXPORT = 21  # an export that failed its checks
@@ -47,6 +48,7 @@ def exit_code_for(error: BaseException) -> ExitCode | None:
     from agent.camera.source import CameraError, CorruptImageError
     from agent.camera.yolo import LabelError
     from agent.commands.args import OutputPathError, UsageError
+    from agent.config.schema import ConfigError
     from chain.errors import (
         KeyFileError,
         LedgerError,
@@ -61,6 +63,7 @@ def exit_code_for(error: BaseException) -> ExitCode | None:
         return own
     table: list[tuple[type[BaseException], ExitCode]] = [
         (UsageError, ExitCode.USAGE),
+        (ConfigError, ExitCode.CONFIG),
         (OutputPathError, ExitCode.OUTPUT),
         (CorruptImageError, ExitCode.BAD_INPUT_FILE),
         (LabelError, ExitCode.BAD_INPUT_FILE),

@@ -14,3 +14,11 @@ def setup(verbosity: int = 0) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+def setup_level(name: str, verbosity: int = 0) -> None:
+    """A daemon's logging: the config's ``log_level``, or more with -v."""
+    setup(0)
+    level = min(logging.getLevelName(name.upper()), logging.WARNING - 10 * min(verbosity, 2))
+    logging.getLogger().setLevel(level)
+    logging.getLogger("libp2p").setLevel(max(level, logging.WARNING))  # its info is chatter

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,13 +43,17 @@ def read_info(proto: onnx.ModelProto, path: Path) -> ModelInfo:
 class OnnxClassifier:
     """An ONNX Runtime session for a swarmdrive crop classifier."""
 
-    def __init__(self, path: Path, threads: int = 1) -> None:
+    def __init__(self, path: Path, threads: int = 1, sha256: str | None = None) -> None:
+        """Load and check ``path``; with ``sha256`` (hex), only if its bytes have that hash."""
         path = Path(path)
         if not path.is_file():
             raise ModelFileError(f"model {path}: no such file")
         if path.stat().st_size > MAX_MODEL_BYTES:
             raise ModelFileError(f"model {path}: larger than {MAX_MODEL_BYTES} bytes")
         data = path.read_bytes()
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        if sha256 is not None and self.sha256 != sha256.lower():
+            raise ModelFileError(f"model {path}: its sha256 is not the expected {sha256[:16]}…")
         try:
             proto = onnx.load_from_string(data)
         except Exception as e:  # protobuf raises its own DecodeError and others

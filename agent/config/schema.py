@@ -1,0 +1,192 @@
+"""The vehicle config's schema: one TOML file, validated with pydantic; unknown keys are errors.
+
+``load(path)`` gives a ``VehicleConfig`` or raises ``ConfigError`` listing every problem with
+its key path (``p2p.listen: ...``). Relative paths are taken from the config file's folder, so
+a config and its key can travel together. Imports pydantic and the standard library only: the
+inference service loads this too.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+MAX_CONFIG_BYTES = 1 << 20
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Share = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
+
+
+class ConfigError(Exception):
+    """A config that fails its checks; each line of ``problems`` names a key and the problem."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path, self.problems = path, problems
+        super().__init__(f"config {path}: " + "; ".join(problems))
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Vehicle(Section):
+    key_file: Path  # secp256k1 key, mode 0600: the vehicle's libp2p identity and chain account
+    state_dir: Path  # buffer, checkpoints, installed models; systemd's StateDirectory=
+    key_password_file: Path | None = None  # for an encrypted keystore
+
+
+class Source(Section):
+    """Where labelled frames come from: a camera with ground truth (``sim:TOWN/WEATHER``) or a
+    folder of images with YOLO labels that a labelling pipeline keeps filling."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+    uri: Annotated[str, Field(min_length=1, max_length=4096)]
+    every: PositiveInt = 1  # keep one frame in ``every`` (a camera gives far more than we need)
+
+
+class Buffer(Section):
+    max_samples: PositiveInt = 20_000  # labelled crops on disk; oldest out first
+    max_age_h: PositiveFloat = 24 * 14
+    held_out: Share = 0.1  # kept out of training to measure the vehicle's own accuracy
+
+
+class Training(Section):
+    local_steps: PositiveInt = 30  # per round
+    batch_size: PositiveInt = 64
+    threads: Annotated[int, Field(ge=1, le=64)] = 1
+    min_samples: PositiveInt = 64  # below this the vehicle does not contribute
+    checkpoint_every_s: PositiveFloat = 60.0
+
+
+class P2P(Section):
+    listen: str = "/ip4/0.0.0.0/tcp/4001"
+    bootstrap: list[str] = []  # /ip4/HOST/tcp/PORT/p2p/PEER_ID of a few other vehicles
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        if not re.fullmatch(r"/ip[46]/[^/]+/tcp/\d{1,5}", v):
+            raise ValueError("expected /ip4/ADDRESS/tcp/PORT")
+        return v
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _bootstrap(cls, v: list[str]) -> list[str]:
+        for a in v:
+            if not re.fullmatch(r"/ip[46]/[^/]+/tcp/\d{1,5}/p2p/\w+", a):
+                raise ValueError(f"{a!r}: expected /ip4/ADDRESS/tcp/PORT/p2p/PEER_ID")
+        return v
+
+
+class Chain(Section):
+    rpc_url: str  # the fleet chain's JSON-RPC endpoint
+    contract: str  # the fleet's SwarmLedger (``swarmdrive chain deploy`` prints it)
+    timeout_s: PositiveFloat = 10.0
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", v):
+            raise ValueError("expected an http:// or https:// URL")
+        return v
+
+    @field_validator("contract")
+    @classmethod
+    def _contract(cls, v: str) -> str:
+        if not re.fullmatch(r"0x[0-9a-fA-F]{40}", v):
+            raise ValueError("expected a contract address, 0x and 40 hex digits")
+        return v
+
+
+class Serve(Section):
+    socket: Path  # the local API's Unix socket (docs/spec/serve-v1.md)
+    threads: Annotated[int, Field(ge=1, le=64)] = 1  # ONNX Runtime intra-op threads
+    max_clients: Annotated[int, Field(ge=1, le=1024)] = 16
+    socket_mode: Annotated[int, Field(ge=0, le=0o777)] = 0o660  # who may ask: owner and group
+
+
+class Telemetry(Section):
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 8883
+    tls: bool = True
+    ca_file: Path | None = None  # default: the system's CAs
+    username_file: Path | None = None
+    password_file: Path | None = None
+    topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = (
+        "swarmdrive")
+    interval_s: PositiveFloat = 30.0
+    queue_limit: PositiveInt = 1000  # messages kept while the broker is away; oldest dropped
+
+
+class VehicleConfig(Section):
+    vehicle: Vehicle
+    sources: list[Source] = []
+    buffer: Buffer = Buffer()
+    training: Training = Training()
+    p2p: P2P = P2P()
+    chain: Chain
+    serve: Serve
+    telemetry: Telemetry | None = None  # no [telemetry]: none sent
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, v: list[Source]) -> list[Source]:
+        names = [s.name for s in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"source names must be unique, got {names}")
+        return v
+
+
+def load(path: Path) -> VehicleConfig:
+    """The config in ``path``, relative paths resolved against its folder."""
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(path, [f"larger than {MAX_CONFIG_BYTES} bytes"])
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(path, ["no such file"]) from None
+    except IsADirectoryError:
+        raise ConfigError(path, ["is a directory"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(path, [f"cannot read it ({e})"]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, [f"not valid TOML ({e})"]) from None
+    try:
+        cfg = VehicleConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(path, [_problem(err) for err in e.errors()]) from None
+    return _resolved(cfg, path.parent.absolute())
+
+
+def _problem(err: object) -> str:
+    e = dict(err)  # type: ignore[call-overload]
+    where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    if e["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    if e["type"] == "missing":
+        return f"{where}: missing"
+    msg = str(e["msg"]).removeprefix("Value error, ")
+    return f"{where}: {msg} (got {e['input']!r})"[:300]
+
+
+def _resolved(cfg: VehicleConfig, base: Path) -> VehicleConfig:
+    def r(p: Path | None) -> Path | None:
+        return None if p is None else base / p.expanduser()
+
+    v, s, t = cfg.vehicle, cfg.serve, cfg.telemetry
+    update: dict[str, object] = {
+        "vehicle": v.model_copy(update={"key_file": r(v.key_file), "state_dir": r(v.state_dir),
+                                        "key_password_file": r(v.key_password_file)}),
+        "serve": s.model_copy(update={"socket": r(s.socket)}),
+    }
+    if t is not None:
+        update["telemetry"] = t.model_copy(update={
+            "ca_file": r(t.ca_file), "username_file": r(t.username_file),
+            "password_file": r(t.password_file)})
+    return cfg.model_copy(update=update)

@@ -1,0 +1,310 @@
+"""The inference service: answers serve-v1 requests on a Unix socket with the installed model.
+
+Tasks, all owned by one nursery: the accept loop (one task per client, at most
+``max_clients`` served at once), the model watcher (a new pointer -> load, check by hash,
+switch), and the watchdog loop, which pings systemd only after a probe inference has gone
+through the same worker threads as requests (a wedged model stops the pings).
+
+A switch is one reference assignment: each request takes the model current when it starts
+and finishes with it, so no request in flight fails or sees half of a switch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import stat
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import trio
+
+from agent.config.schema import VehicleConfig
+from agent.notify import Notifier
+from agent.serve import installed
+from agent.serve.installed import Installed, PointerError
+from agent.serve.protocol import (
+    LENGTH,
+    MAX_REQUEST,
+    VERSION,
+    BadRequest,
+    Kind,
+    Request,
+    decode_request,
+    encode_answer,
+    error_answer,
+)
+from models.errors import ModelFileError
+from models.preprocess import crops, whole_image
+from models.runtime import OnnxClassifier
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.2  # how often the pointer is looked at (a stat call)
+IDLE_S = 300.0  # a client that sends nothing for this long is disconnected
+READ_S = 10.0  # a request must arrive whole within this once its length has
+WORKERS = 2  # inference threads
+LATENCIES = 4096  # recent request latencies kept for p50/p99
+
+
+@dataclass(frozen=True)
+class Loaded:
+    clf: OnnxClassifier
+    entry: Installed
+
+    def describe(self) -> dict[str, object]:
+        e = self.entry
+        return {"hash": e.model_hash, "version": e.version, "sha256": e.sha256,
+                "source": e.source, "precision": self.clf.info.precision}
+
+
+class Server:
+    """One vehicle's inference service."""
+
+    def __init__(self, cfg: VehicleConfig, notifier: Notifier) -> None:
+        self.cfg, self.notifier = cfg, notifier
+        self.state_dir = cfg.vehicle.state_dir
+        self.model: Loaded | None = None
+        self.ready = trio.Event()
+        self.requests = self.failures = self.switches = 0
+        self.latencies_ms: deque[float] = deque(maxlen=LATENCIES)
+        self._pointer_seen: tuple[int, int, int] | None = None
+        self._bad_pointer: tuple[int, int, int] | None = None
+        self._clients = trio.Semaphore(cfg.serve.max_clients)
+        self._workers = trio.CapacityLimiter(WORKERS)
+        self._reload = trio.Event()
+
+    # --- the model ------------------------------------------------------------------------------
+
+    async def watch_model(self) -> None:
+        """Switch to each newly installed model; keep the old one if the new one is bad."""
+        while True:
+            with trio.move_on_after(POLL_S):
+                await self._reload.wait()
+            self._reload = trio.Event()
+            await self.check_pointer()
+
+    def reload(self) -> None:
+        """Look at the pointer now (SIGHUP)."""
+        self._reload.set()
+
+    async def check_pointer(self) -> None:
+        path = installed.serve_dir(self.state_dir) / installed.POINTER
+        try:
+            st = path.stat()
+            seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            log.error("model_pointer_unreadable path=%s error=%s", path, e.strerror)
+            return
+        if seen in (self._pointer_seen, self._bad_pointer):
+            return
+        try:
+            entry = installed.current(self.state_dir)
+            if entry is None:
+                return
+            if self.model is not None and entry.sha256 == self.model.entry.sha256:
+                self._pointer_seen = seen
+                return
+            clf = await trio.to_thread.run_sync(
+                lambda: OnnxClassifier(installed.model_path(self.state_dir, entry),
+                                       self.cfg.serve.threads, sha256=entry.sha256))
+        except (PointerError, ModelFileError) as e:
+            self._bad_pointer = seen
+            log.error("model_rejected error=%s (still serving %s)", e,
+                      self.model.entry.model_hash[:12] if self.model else "nothing")
+            return
+        old, self.model = self.model, Loaded(clf, entry)
+        self._pointer_seen, self.switches = seen, self.switches + (old is not None)
+        log.info("model_switched hash=%s version=%s source=%s from=%s", entry.model_hash[:12],
+                    entry.version, entry.source, old.entry.model_hash[:12] if old else "none")
+        self.notifier.status(self.status_line())
+
+    # --- answering ------------------------------------------------------------------------------
+
+    async def answer(self, req: Request) -> dict[str, object]:
+        model = self.model  # this request's model, whatever is installed meanwhile
+        if model is None:
+            return error_answer(req.id, "no_model", "no model installed yet", None)
+        t0 = time.perf_counter()
+        objects = [] if req.kind == Kind.INFO else await trio.to_thread.run_sync(
+            _infer, model.clf, req, limiter=self._workers)
+        ms = (time.perf_counter() - t0) * 1000
+        if req.kind != Kind.INFO:
+            self.latencies_ms.append(ms)
+        info = model.describe() | {"classes": list(model.clf.info.classes),
+                                   "input_size": model.clf.info.input_size}
+        return {"v": VERSION, "id": req.id, "ok": True,
+                "model": info if req.kind == Kind.INFO else model.describe(),
+                "objects": objects, "ms": round(ms, 3)}
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        """One client: requests answered in order until it leaves or breaks the protocol."""
+        async with self._clients, stream:
+            reader = _Reader(stream)
+            while True:
+                with trio.move_on_after(IDLE_S):
+                    head = await reader.exactly(LENGTH.size)
+                if head is None or reader.closed:
+                    return
+                (n,) = LENGTH.unpack(head)
+                if n > MAX_REQUEST:
+                    await self._refuse(stream, 0, "too_large",
+                                       f"request of {n} bytes is over the {MAX_REQUEST} limit")
+                    return
+                with trio.move_on_after(READ_S):
+                    body = await reader.exactly(n)
+                if body is None:
+                    return  # gone, or too slow: the stream's position is lost
+                try:
+                    req = decode_request(body)
+                except BadRequest as e:
+                    await self._refuse(stream, _request_id(body), "bad_request", str(e))
+                    if e.fatal:
+                        return
+                    continue
+                try:
+                    answer = await self.answer(req)
+                except Exception as e:  # a model that fails on this input: the client hears
+                    log.exception("inference_failed id=%s", req.id)
+                    answer = error_answer(req.id, "internal", f"inference failed "
+                                          f"({type(e).__name__})", None)
+                self.requests += 1
+                self.failures += not answer["ok"]
+                await stream.send_all(encode_answer(answer))
+
+    async def _refuse(self, stream: trio.SocketStream, req_id: int, code: str,
+                      message: str) -> None:
+        self.failures += 1
+        log.info("request_refused code=%s reason=%s", code, message)
+        model = self.model.describe() if self.model else None
+        await stream.send_all(encode_answer(error_answer(req_id, code, message, model)))
+
+    # --- health ---------------------------------------------------------------------------------
+
+    async def probe(self) -> bool:
+        """One inference through the worker threads: proves the service can answer."""
+        model = self.model
+        if model is None:
+            return False
+        s = model.clf.info.input_size
+        req = Request(0, Kind.CROPS, np.zeros((1, s, s, 3), np.uint8), np.zeros((0, 4)))
+        await trio.to_thread.run_sync(_infer, model.clf, req, limiter=self._workers)
+        return True
+
+    async def watchdog(self) -> None:
+        every = self.notifier.watchdog_s or 10.0
+        while True:
+            if await self.probe():
+                self.notifier.watchdog()
+                self.notifier.status(self.status_line())
+            await trio.sleep(every)
+
+    def percentiles(self) -> tuple[float, float]:
+        xs = sorted(self.latencies_ms)
+        if not xs:
+            return (math.nan, math.nan)
+        return xs[len(xs) // 2], xs[min(len(xs) - 1, math.ceil(0.99 * len(xs)) - 1)]
+
+    def status_line(self) -> str:
+        if self.model is None:
+            return "waiting for the learner to install a model"
+        p50, p99 = self.percentiles()
+        e = self.model.entry
+        return (f"serving model {e.model_hash[:12]} v{e.version} ({e.source}); "
+                f"{self.requests} requests, {self.failures} refused; p50 {p50:.2f} ms, "
+                f"p99 {p99:.2f} ms")
+
+    # --- running --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until cancelled. READY once a model is loaded and the socket is open."""
+        sock = await _listen(self.cfg.serve.socket, self.cfg.serve.socket_mode,
+                             self.cfg.serve.max_clients)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.watch_model)
+                # Clients hear "no_model" until the first install, rather than hang.
+                nursery.start_soon(trio.serve_listeners, self.handle,
+                                   [trio.SocketListener(sock)])
+                self.notifier.status(self.status_line())
+                while self.model is None:
+                    await trio.sleep(POLL_S)
+                nursery.start_soon(self.watchdog)
+                log.info("serving socket=%s model=%s", self.cfg.serve.socket,
+                            self.model.entry.model_hash[:12])
+                self.notifier.ready(self.status_line())
+                self.ready.set()
+        finally:
+            sock.close()
+            with trio.CancelScope(shield=True):
+                _unlink_socket(self.cfg.serve.socket)
+
+
+def _infer(clf: OnnxClassifier, req: Request) -> list[dict[str, object]]:
+    size, names = clf.info.input_size, clf.info.classes
+    boxes: list[list[float] | None]
+    if req.kind == Kind.CROPS:
+        batch = req.pixels
+        if batch.shape[1:3] != (size, size):
+            batch = np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA)
+                              for c in batch])
+        boxes = [None] * len(batch)
+    elif len(req.boxes):
+        batch = crops(req.pixels, req.boxes, size)
+        boxes = [[round(float(v), 1) for v in b] for b in req.boxes]
+    else:
+        batch, boxes = whole_image(req.pixels, size), [None]
+    ids, scores = clf.classify(batch)
+    return [{"box": box, "class": names[i], "class_id": i, "score": round(s, 4)}
+            for box, i, s in zip(boxes, ids.tolist(), scores.tolist(), strict=True)]
+
+
+def _request_id(body: bytes) -> int:
+    return int.from_bytes(body[8:12], "big") if len(body) >= 12 else 0
+
+
+class _Reader:
+    """Exact-length reads from a stream; None when the peer closed first."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream, self.buf, self.closed = stream, bytearray(), False
+
+    async def exactly(self, n: int) -> bytes | None:
+        while len(self.buf) < n:
+            chunk = await self.stream.receive_some(max(65536, n - len(self.buf)))
+            if not chunk:
+                self.closed = True
+                return None
+            self.buf += chunk
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+
+async def _listen(path: Path, mode: int, backlog: int) -> trio.socket.SocketType:
+    _unlink_socket(path)  # a previous run's socket, if it crashed
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    try:
+        await sock.bind(str(path))
+        os.chmod(path, mode)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _unlink_socket(path: Path) -> None:
+    """Remove ``path`` if it is a socket; never anything else."""
+    try:
+        if stat.S_ISSOCK(path.lstat().st_mode):
+            path.unlink()
+    except FileNotFoundError:
+        pass
