@@ -50,8 +50,8 @@ class Notifier:
     def status(self, text: str) -> None:
         self.send({"STATUS": text})
 
-    def watchdog(self) -> None:
-        self.send({"WATCHDOG": "1"})
+    def watchdog(self, status: str | None = None) -> None:
+        self.send({"WATCHDOG": "1"} | ({"STATUS": status} if status else {}))
 
     def reloading(self) -> None:
         self.send({"RELOADING": "1"})

@@ -202,8 +202,7 @@ class Server:
         every = self.notifier.watchdog_s or 10.0
         while True:
             if await self.probe():
-                self.notifier.watchdog()
-                self.notifier.status(self.status_line())
+                self.notifier.watchdog(self.status_line())
             await trio.sleep(every)
 
     def percentiles(self) -> tuple[float, float]:

@@ -1,0 +1,177 @@
+"""``swarmdrive serve`` as a real process under a notify socket the test owns: readiness,
+watchdog, clean stop, model switches under load, and refused configs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agent.serve import installed
+from agent.serve.client import ServeClient, ServeError
+from models.checkpoint import state_hash
+from models.net import CropNet, NetConfig
+from models.onnx_export import to_onnx
+from sim.world import CLASSES
+from tests.agent.daemons import WAIT_S, NotifySocket, start, stop, write_config
+
+STOP_S = 5.0  # the issue's bound for SIGTERM to exit
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def second_model() -> tuple[bytes, str]:
+    torch.manual_seed(1)
+    model = CropNet(NetConfig())
+    return to_onnx(model, tuple(CLASSES)).SerializeToString(), state_hash(model.state_dict())
+
+
+@pytest.fixture
+def vehicle(tmp_path: Path):
+    notify = NotifySocket(tmp_path / "notify")
+    cfg = write_config(tmp_path)
+    yield cfg, tmp_path / "state", tmp_path / "serve.sock", notify
+    notify.close()
+
+
+def connect(sock: Path) -> ServeClient:
+    """A client, once the service has its socket open."""
+    end = time.monotonic() + WAIT_S
+    while True:
+        try:
+            return ServeClient(sock)
+        except ServeError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.05)
+
+
+def test_serve_imports_no_torch_libp2p_or_web3():
+    code = ("import sys, agent.cli, agent.commands.serve, agent.serve.server, "
+            "agent.config.checks, agent.serve.client; "
+            "print(sorted({'torch', 'libp2p', 'web3'} & {m.split('.')[0] for m in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_ready_after_a_model_watchdog_while_alive_stopping_on_sigterm(trained, vehicle):
+    cfg, state, sock, notify = vehicle
+    proc = start(["serve", "--config", str(cfg)], notify, watchdog_s=1.0)
+    try:
+        with connect(sock) as c, pytest.raises(ServeError, match="no_model"):
+            c.info()
+        assert not any("READY" in m for m in notify.messages)
+
+        installed.install(state, trained.onnx.read_bytes(), trained.model_hash, 3, "round")
+        ready = notify.wait_for("READY")
+        assert "serving model" in ready["STATUS"]
+        with connect(sock) as c:
+            info = c.info()["model"]
+            assert (info["hash"], info["version"], info["classes"]) == (
+                trained.model_hash, 3, list(CLASSES))
+        notify.wait_for("WATCHDOG")
+        notify.wait_for("WATCHDOG")
+
+        proc.send_signal(signal.SIGSTOP)  # a hung service: the pings stop
+        time.sleep(0.2)
+        while notify.next(timeout=0) is not None:  # what it sent before it stopped
+            pass
+        assert notify.next(timeout=3.0) is None  # three of its 1 s intervals: nothing
+        proc.send_signal(signal.SIGCONT)
+        notify.wait_for("WATCHDOG")
+
+        proc.send_signal(signal.SIGTERM)
+        assert "STOPPING" in notify.wait_for("STOPPING")
+        assert proc.wait(STOP_S) == 0
+        assert not sock.exists()
+    finally:
+        stop(proc)
+
+
+def test_a_switch_under_load_loses_no_request(trained, vehicle, second_model):
+    cfg, state, sock, notify = vehicle
+    installed.install(state, trained.onnx.read_bytes(), trained.model_hash, 1, "round")
+    proc = start(["serve", "--config", str(cfg)], notify)
+    new_onnx, new_hash = second_model
+    frame = trained.data.images[0]
+    seen: list[list[str]] = [[], []]
+    errors: list[Exception] = []
+    done = threading.Event()
+
+    def client(k: int) -> None:
+        try:
+            with connect(sock) as c:
+                while not done.is_set():
+                    answer = c.frame(frame, np.array([[2, 2, 30, 30]], np.float32))
+                    assert len(answer["objects"]) == 1
+                    seen[k].append(answer["model"]["hash"])
+        except Exception as e:
+            errors.append(e)
+
+    try:
+        notify.wait_for("READY")
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        end = time.monotonic() + WAIT_S
+        while min(len(s) for s in seen) < 50 and not errors and time.monotonic() < end:
+            time.sleep(0.01)
+        installed.install(state, new_onnx, new_hash, 2, "round")
+        while (min(s.count(new_hash) for s in seen) < 50 and not errors
+               and time.monotonic() < end):
+            time.sleep(0.01)
+        done.set()
+        for t in threads:
+            t.join(WAIT_S)
+        assert errors == []
+        for s in seen:  # every request answered; the old model until the switch, then the new
+            switch = s.index(new_hash)
+            assert set(s[:switch]) == {trained.model_hash} and set(s[switch:]) == {new_hash}
+    finally:
+        done.set()
+        stop(proc)
+
+
+def test_a_bad_model_is_refused_and_the_old_one_keeps_serving(trained, vehicle, tmp_path):
+    cfg, state, sock, notify = vehicle
+    installed.install(state, trained.onnx.read_bytes(), trained.model_hash, 1, "round")
+    log = tmp_path / "serve.log"
+    proc = start(["serve", "--config", str(cfg)], notify, log=log)
+    try:
+        notify.wait_for("READY")
+        installed.install(state, b"not an onnx model", "ab" * 32, 2, "round")
+        end = time.monotonic() + WAIT_S
+        while "model_rejected" not in log.read_text() and time.monotonic() < end:
+            time.sleep(0.05)
+        assert "not an ONNX model" in log.read_text()
+        with connect(sock) as c:
+            assert c.info()["model"]["hash"] == trained.model_hash
+        pointer = json.loads((installed.serve_dir(state) / installed.POINTER).read_text())
+        assert pointer["version"] == 2  # the pointer stays: the learner decides what is next
+    finally:
+        stop(proc)
+
+
+@pytest.mark.parametrize(("sections", "words"), [
+    ({"serve": 'socket = "serve.sock"\nbogus = 1'}, "serve.bogus: unknown key"),
+    ({"serve": "socket = 5"}, "serve.socket: Input is not a valid path"),
+    ({"vehicle": 'key_file = "k"\nstate_dir = "/proc/swarmdrive"'},
+     "vehicle.state_dir: /proc/swarmdrive is not a folder this user can write"),
+])
+def test_a_bad_config_gives_one_line_and_the_config_code(tmp_path, sections, words):
+    cfg = write_config(tmp_path, **sections)
+    out = subprocess.run([sys.executable, "-m", "agent", "serve", "--config", str(cfg)],
+                         capture_output=True, text=True, timeout=WAIT_S)
+    assert out.returncode == 14, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in out.stderr
