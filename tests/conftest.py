@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from chain.launch import Anvil
 from models.checkpoint import save_checkpoint
 from models.data import CropSet
 from models.net import CropNet, NetConfig
@@ -43,3 +44,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
     onnx_path = root / "model.onnx"
     export(model, CLASSES, onnx_path, data.images[:256])
     yield Trained(model, data, ckpt, onnx_path, digest)
+
+
+@pytest.fixture(scope="session")
+def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Anvil]:
+    """One anvil process for the session (tests deploy their own contracts on it)."""
+    node = Anvil(tmp_path_factory.mktemp("anvil") / "state.json")
+    with node:
+        yield node

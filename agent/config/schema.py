@@ -46,7 +46,7 @@ class Source(Section):
 
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
     uri: Annotated[str, Field(min_length=1, max_length=4096)]
-    every: PositiveInt = 1  # keep one frame in ``every`` (a camera gives far more than we need)
+    fps: PositiveFloat = 1.0  # a camera's frames kept per second at most (it gives far more)
 
 
 class Buffer(Section):
@@ -58,9 +58,11 @@ class Buffer(Section):
 class Training(Section):
     local_steps: PositiveInt = 30  # per round
     batch_size: PositiveInt = 64
+    lr: PositiveFloat = 3e-3  # the schedule's peak
+    schedule_rounds: PositiveInt = 1000  # the learning rate decays to zero over these rounds
     threads: Annotated[int, Field(ge=1, le=64)] = 1
+    cpu_share: Annotated[float, Field(gt=0, le=1)] = 0.5  # of wall time spent training, at most
     min_samples: PositiveInt = 64  # below this the vehicle does not contribute
-    checkpoint_every_s: PositiveFloat = 60.0
 
 
 class P2P(Section):

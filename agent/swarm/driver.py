@@ -46,7 +46,7 @@ from agent.swarm.engine import (
     Train,
     Verify,
 )
-from agent.swarm.learner import Contributed, Learner
+from agent.swarm.learner import Contributed, Learner, SitOut
 from chain.errors import LedgerError
 from chain.ledger import (
     ChainEvent,
@@ -76,6 +76,7 @@ class VehicleConfig:
     tick_s: float = 0.1
     poll_s: float = 0.2  # chain polling interval
     rounds: int | None = None  # stop contributing after this round count (the simulator)
+    sit_out_retry_s: float = 5.0  # too few samples to train: look again this much later
     checkpoint: Path | None = None
 
 
@@ -119,6 +120,7 @@ class Vehicle:
     engine: Engine | None = None
     stats: Counter[str] = field(default_factory=Counter)
     last_round: RoundDone | None = None  # the latest round final here
+    ticks: int = 0  # engine ticks so far
 
     def __post_init__(self) -> None:
         self.layout = self.learner.layout
@@ -265,6 +267,7 @@ class Vehicle:
         while True:
             self._engine.alive = frozenset(self.node.connected_addresses())
             self._act(self._engine.tick(self._now()))
+            self.ticks += 1  # the daemon's watchdog: the round engine is being driven
             await trio.sleep(self.cfg.tick_s)
 
     # --- actions ------------------------------------------------------------------------------
@@ -282,15 +285,25 @@ class Vehicle:
                                           author=bytes.fromhex(self.address[2:]))
             return out, time.perf_counter() - t0
 
-        async with self._learner_lock:
-            # Abandon on cancel: a vehicle shutting down must not wait for its training thread.
-            # (trio-typing's stale stubs, which libp2p pulls in, lack abandon_on_cancel.)
-            try:
-                out, seconds = await trio.to_thread.run_sync(  # type: ignore[call-arg]
-                    contribute, limiter=self.train_lane, abandon_on_cancel=True)
-            except (ValueError, RuntimeError) as e:  # e.g. a NaN delta: sit this round out
-                self.stats["train_failed"] += 1
-                log.error("train_failed round=%d error=%s", a.round, e)
+        while True:
+            async with self._learner_lock:
+                # Abandon on cancel: a vehicle shutting down must not wait for its training
+                # thread. (trio-typing's stale stubs, which libp2p pulls in, lack
+                # abandon_on_cancel.)
+                try:
+                    out, seconds = await trio.to_thread.run_sync(  # type: ignore[call-arg]
+                        contribute, limiter=self.train_lane, abandon_on_cancel=True)
+                    break
+                except SitOut as e:
+                    self.stats["sat_out"] += 1
+                    log.info("sat_out round=%d reason=%s", a.round, e)
+                except (ValueError, RuntimeError) as e:  # e.g. a NaN delta: sit this round out
+                    self.stats["train_failed"] += 1
+                    log.error("train_failed round=%d error=%s", a.round, e)
+                    return
+            # Samples may arrive while the round is open: look again, until it closes.
+            await trio.sleep(self.cfg.sit_out_retry_s)
+            if self._engine.round != a.round:
                 return
         self._timing(a.round).train_s = seconds
         key = self.node.store.put(Kind.DELTA, out.payload)

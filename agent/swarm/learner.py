@@ -19,6 +19,10 @@ from models.net import CropNet, NetConfig
 from models.train import TrainConfig, make_optimizer, run_steps, tensors
 
 
+class SitOut(Exception):
+    """This vehicle has nothing to contribute this round (too few samples); not a failure."""
+
+
 @dataclass(frozen=True)
 class Contributed:
     payload: bytes
@@ -34,12 +38,20 @@ class Learner:
         self.model = CropNet(net)
         self.layout = ModelLayout.of(self.model.state_dict())
         self.opt = make_optimizer(self.model, train_cfg)
-        self.x, self.y = tensors(data)
-        self.samples = len(data)
+        self.set_data(data)
         self.train_cfg, self.codec, self.total_steps = train_cfg, codec, total_steps
         self.g = torch.Generator().manual_seed(seed)
         self.residual = np.zeros(self.layout.size, np.float32)
         self.step = 0  # position in the shared schedule
+
+    def set_data(self, data: CropSet) -> None:
+        """Train on ``data`` from now on (a vehicle's buffer grows and turns over)."""
+        if len(data):
+            self.x, self.y = tensors(data)
+        else:
+            s = self.model.config.input_size
+            self.x, self.y = torch.zeros((0, 3, s, s)), torch.zeros((0,), dtype=torch.int64)
+        self.samples = len(data)
 
     def weights(self) -> np.ndarray:
         return self.layout.flatten(self.model.state_dict())
@@ -74,6 +86,8 @@ class Learner:
                    local_steps: int, author: bytes = ANONYMOUS) -> Contributed:
         """One round's work: train, then compress the delta with error feedback. ``author``
         (the vehicle's 20-byte address) goes into the payload."""
+        if self.samples == 0:
+            raise SitOut("no labelled samples to train on yet")
         self.step = round_ * local_steps  # the schedule follows the fleet's round, not ours
         delta, loss = self.train_round(base, local_steps)
         payload, self.residual = encode(delta, self.layout, base_hash, round_, self.codec,

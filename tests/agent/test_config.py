@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,13 +23,12 @@ def swarmdrive(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def fleet_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def fleet_chain(anvil: Anvil) -> tuple[str, str]:
     """(rpc_url, contract) of a SwarmLedger on a real anvil."""
-    with Anvil(tmp_path_factory.mktemp("anvil") / "state.json") as node:
-        w3 = node.web3()
-        operator = Account.create()
-        fund(w3, operator.address)
-        yield node.url, deploy(w3, operator, bytes.fromhex("11" * 32))
+    w3 = anvil.web3()
+    operator = Account.create()
+    fund(w3, operator.address)
+    return anvil.url, deploy(w3, operator, bytes.fromhex("11" * 32))
 
 
 def chain_section(url: str, contract: str) -> str:
@@ -103,7 +101,7 @@ def test_bad_configs_give_one_line_and_the_config_code_from_check_and_learn(tmp_
                                                                              fleet_chain):
     cases = bad_configs(tmp_path, *fleet_chain)
     for name, (cfg, words) in cases.items():
-        for command in (("config", "check"),):
+        for command in (("config", "check"), ("learn", "--config")):
             out = swarmdrive(*command, cfg)
             lines = out.stderr.strip().splitlines()
             assert out.returncode == 14, (name, command, out.stderr)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -10,20 +9,13 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from chain.launch import Anvil, embedded, fund
+from chain.launch import embedded, fund
 from chain.ledger import ChainParams, Entry, RoundFinal, Web3Ledger, deploy
 from chain.signing import attestation_digest, sign
 
 GENESIS = bytes.fromhex("11" * 32)
 FLEET_PARAMS = ChainParams(min_peers=2, quorum=2, round_timeout=100, fallback_slot=10,
                            finalize_window=30)
-
-
-@pytest.fixture(scope="session")
-def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Anvil]:
-    node = Anvil(tmp_path_factory.mktemp("anvil") / "state.json")
-    with node:
-        yield node
 
 
 @pytest.fixture(params=["eth-tester", "anvil"])

@@ -1,0 +1,251 @@
+"""One vehicle's learner, built from its config: the swarm member that ``swarmdrive learn``
+runs under systemd and that ``swarmdrive sim --processes`` starts N times.
+
+Tasks, all in one nursery: the round engine's driver (``agent.swarm.driver.Vehicle``), one
+intake task per source, the installer (each final model, exported and installed for the
+inference service; the newest wins if several queue up), and the watchdog, which pings
+systemd only while the round engine's ticker is moving.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import trio
+
+from agent.config.schema import Source, VehicleConfig
+from agent.learn.buffer import SampleBuffer
+from agent.learn.intake import CameraFeed, FolderWatch, keep, open_feed, poll_folder
+from agent.learn.publish import Published, publish
+from agent.notify import Notifier
+from agent.p2p.announce import Fleet
+from agent.p2p.identity import Identity
+from agent.p2p.node import Node, NodeConfig
+from agent.serve import installed
+from agent.swarm.chainview import AsyncLedger
+from agent.swarm.driver import RoundDone, Vehicle, load_vehicle_checkpoint
+from agent.swarm.driver import VehicleConfig as DriverConfig
+from agent.swarm.learner import Contributed, Learner, SitOut
+from chain.ledger import Web3Ledger
+from models.classes import CLASSES
+from models.codec import CodecConfig
+from models.data import CropSet
+from models.errors import ExportError
+from models.layout import ModelLayout, flat_hash
+from models.net import CropNet, NetConfig
+from models.train import TrainConfig
+
+log = logging.getLogger(__name__)
+
+FOLDER_POLL_S = 1.0
+JOIN_WAIT_S = 30.0  # READY without a peer after this long: a lone vehicle still learns
+FACTORY_SEED = 0  # the model every vehicle ships with: CropNet initialised from this seed
+
+
+def factory_hash() -> str:
+    """The hash of the model every vehicle ships with: the fleet contract's genesis."""
+    torch.manual_seed(FACTORY_SEED)
+    model = CropNet(NetConfig())
+    return flat_hash(ModelLayout.of(model.state_dict()),
+                     ModelLayout.of(model.state_dict()).flatten(model.state_dict()))
+
+
+class BufferedLearner(Learner):
+    """A learner that trains on the sample buffer as it is when each round starts."""
+
+    def __init__(self, buffer: SampleBuffer, min_samples: int, cpu_share: float,
+                 train_cfg: TrainConfig, codec: CodecConfig, total_steps: int,
+                 sampler_seed: int) -> None:
+        s = NetConfig().input_size
+        empty = CropSet(np.zeros((0, s, s, 3), np.uint8), np.zeros((0,), np.int64))
+        super().__init__(empty, train_cfg, codec, total_steps, seed=FACTORY_SEED)
+        self.g.manual_seed(sampler_seed)  # same factory model, own batches
+        self.buffer, self.min_samples, self.cpu_share = buffer, min_samples, cpu_share
+        self._version = -1
+
+    def contribute(self, base: np.ndarray, base_hash: bytes, round_: int, local_steps: int,
+                   author: bytes = bytes(20)) -> Contributed:
+        if self.buffer.version != self._version:
+            self._version = self.buffer.version
+            self.set_data(self.buffer.load(held_out=False))
+        if self.samples < self.min_samples:
+            raise SitOut(f"{self.samples} samples buffered, {self.min_samples} needed")
+        t0 = time.monotonic()
+        out = super().contribute(base, base_hash, round_, local_steps, author)
+        # The training budget: rest in proportion, so that training takes at most cpu_share
+        # of the time (this thread is the learner's own; the round's other work goes on).
+        time.sleep((time.monotonic() - t0) * (1 / self.cpu_share - 1))
+        return out
+
+
+@dataclass
+class Queued:
+    model: np.ndarray
+    model_hash: str
+    version: int
+    source: str
+
+
+class LearnDaemon:
+    def __init__(self, cfg: VehicleConfig, notifier: Notifier, ledger: Web3Ledger, fleet: Fleet,
+                 identity: Identity) -> None:
+        self.cfg, self.notifier, self.identity = cfg, notifier, identity
+        state = cfg.vehicle.state_dir
+        b, t = cfg.buffer, cfg.training
+        self.buffer = SampleBuffer(state / "buffer", NetConfig().input_size, b.max_samples,
+                                   b.max_age_h * 3600, b.held_out)
+        self.learner = BufferedLearner(
+            self.buffer, t.min_samples, t.cpu_share,
+            TrainConfig(steps=t.schedule_rounds * t.local_steps, batch_size=t.batch_size,
+                        lr=t.lr),
+            CodecConfig(density=0.1, bits=8), t.schedule_rounds * t.local_steps,
+            sampler_seed=int(identity.address, 16) % 2**63)
+        self.checkpoint = state / "learner.ckpt"
+        model, self.round = self.learner.weights(), -1
+        if self.checkpoint.exists():
+            self.round, model = load_vehicle_checkpoint(self.checkpoint, self.learner)
+        node = Node(identity, fleet, NodeConfig(listen=cfg.p2p.listen,
+                                                bootstrap=tuple(cfg.p2p.bootstrap)))
+        vcfg = DriverConfig(local_steps=t.local_steps, checkpoint=self.checkpoint)
+        self.vehicle = Vehicle(node, AsyncLedger(ledger), self.learner, vcfg, model,
+                               on_round=self._on_round)
+        self.watches = [FolderWatch(s.name, Path(s.uri), len(CLASSES),
+                                    state / f"intake-{s.name}.seen")
+                        for s in cfg.sources if _is_folder(s)]
+        self.feeds = [open_feed(s.name, s.uri, len(CLASSES), s.fps)
+                      for s in cfg.sources if not _is_folder(s)]
+        self.published: Published | None = None
+        self.ready = trio.Event()
+        self._queued: Queued | None = None
+        self._install = trio.Event()
+
+    # --- rounds and installs --------------------------------------------------------------------
+
+    def _on_round(self, vehicle: Vehicle, done: RoundDone) -> None:
+        self.round = done.round
+        self._queue(Queued(vehicle.model.copy(), done.model_hash.hex(), done.round, "round"))
+        self.notifier.status(self.status_line())
+
+    def _queue(self, q: Queued) -> None:
+        self._queued = q  # a newer final model replaces one not yet installed
+        self._install.set()
+
+    async def _installer(self) -> None:
+        while True:
+            await self._install.wait()
+            self._install = trio.Event()
+            q, self._queued = self._queued, None
+            if q is None:
+                continue
+            held = await trio.to_thread.run_sync(self.buffer.load, True)
+            job = functools.partial(publish, self.cfg.vehicle.state_dir, self.learner.layout,
+                                    q.model, q.model_hash, q.version, q.source, held)
+            try:
+                done: Published = await trio.to_thread.run_sync(  # type: ignore[call-arg]
+                    job, abandon_on_cancel=True)
+            except (ExportError, OSError) as e:
+                log.error("install_failed model=%s round=%d error=%s", q.model_hash[:12],
+                          q.version, e)
+                continue
+            self.published = done
+            log.info("installed model=%s round=%d parity=%.1e held_out_accuracy=%s",
+                     q.model_hash[:12], q.version, done.parity,
+                     "-" if done.accuracy is None else f"{done.accuracy:.4f}")
+
+    def _install_current_if_needed(self) -> None:
+        """At start: serve our current model unless it is already what serve has."""
+        v = self.vehicle
+        have = installed.current(self.cfg.vehicle.state_dir)
+        if have is None or have.model_hash != v.model_hash.hex():
+            source = "genesis" if self.round < 0 else "round"
+            self._queue(Queued(v.model.copy(), v.model_hash.hex(), max(self.round, 0), source))
+
+    # --- intake ---------------------------------------------------------------------------------
+
+    async def _watch_folder(self, watch: FolderWatch) -> None:
+        while True:
+            added = await trio.to_thread.run_sync(poll_folder, watch, self.buffer)
+            if added:
+                log.info("intake source=%s samples=%d buffered=%d", watch.name, added,
+                         self.buffer.samples)
+            await trio.sleep(FOLDER_POLL_S)
+
+    async def _read_camera(self, feed: CameraFeed) -> None:
+        while True:
+            frame = await trio.to_thread.run_sync(feed.next)
+            if frame is None:
+                log.warning("camera_ended source=%s frames=%d", feed.name, feed.stats["frames"])
+                return
+            await trio.to_thread.run_sync(keep, self.buffer, frame, f"{feed.name}/{frame.origin}")
+            await trio.sleep(feed.interval_s)
+
+    # --- health ---------------------------------------------------------------------------------
+
+    def peers(self) -> int:
+        return len(self.vehicle.node.connected())
+
+    def status_line(self) -> str:
+        train, held = self.buffer.counts()
+        served = self.published.entry.version if self.published else "-"
+        return (f"round {self.round}, model {self.vehicle.model_hash.hex()[:12]}; "
+                f"{train + held} samples buffered ({held} held out); {self.peers()} peers; "
+                f"serving round {served}")
+
+    async def _until_joined(self) -> None:
+        while self.vehicle.engine is None:
+            await trio.sleep(0.05)
+        with trio.move_on_after(JOIN_WAIT_S if self.cfg.p2p.bootstrap else 0):
+            while self.peers() == 0:
+                await trio.sleep(0.05)
+
+    async def _watchdog(self) -> None:
+        every = self.notifier.watchdog_s or 10.0
+        seen = -1
+        while True:
+            if self.vehicle.ticks != seen:  # the round engine is being driven
+                seen = self.vehicle.ticks
+                self.notifier.watchdog(self.status_line())
+            await trio.sleep(every)
+
+    def reload(self, cfg: VehicleConfig) -> None:
+        """SIGHUP: what can change without a restart: the buffer's limits and the log level."""
+        self.notifier.reloading()
+        b = cfg.buffer
+        self.buffer.max_samples, self.buffer.max_age_s = b.max_samples, b.max_age_h * 3600
+        dropped = self.buffer.evict()
+        logging.getLogger().setLevel(cfg.log_level.upper())
+        log.info("reloaded max_samples=%d max_age_h=%s dropped=%d", b.max_samples, b.max_age_h,
+                 dropped)
+        self.notifier.ready(self.status_line())
+
+    # --- running --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Learn and take part in rounds until cancelled."""
+        self._install_current_if_needed()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.vehicle.run)
+            nursery.start_soon(self._installer)
+            for w in self.watches:
+                nursery.start_soon(self._watch_folder, w)
+            for f in self.feeds:
+                nursery.start_soon(self._read_camera, f)
+            await self._until_joined()
+            log.info("learner_ready address=%s peers=%d samples=%d", self.identity.address,
+                     self.peers(), self.buffer.samples)
+            self.notifier.ready(self.status_line())
+            self.ready.set()
+            nursery.start_soon(self._watchdog)
+
+
+def _is_folder(source: Source) -> bool:
+    """A source URI without a scheme is an image folder (``agent.camera.source``)."""
+    scheme, sep, _ = source.uri.partition(":")
+    return not (sep and scheme.isidentifier() and len(scheme) > 1) and "://" not in source.uri
+
