@@ -12,20 +12,35 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import torch
 from eth_account import Account
 from web3 import Web3
 
 from agent.learn.daemon import factory_hash
 from agent.p2p.identity import Identity
+from agent.serve import installed
+from agent.serve.client import ServeClient
 from chain.keys import new_key_file
-from chain.launch import free_port, fund
-from chain.ledger import ChainParams, Web3Ledger, deploy
+from chain.launch import Anvil, free_port, fund
+from chain.ledger import ChainParams, RoundFinal, Web3Ledger, deploy
+from models.classes import CLASSES
+from models.data import CropSet
+from models.evaluate import evaluate
+from models.layout import ModelLayout, flat_hash
+from models.net import CropNet, NetConfig
+from sim.fleet import FleetConfig
+from sim.mosquitto import Mosquitto
 from sim.profiles import fleet_profiles
+from sim.telemetry_watch import TelemetryWatch
 
 STOP_S = 10.0  # SIGTERM, then SIGKILL after this long
+POLL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -127,3 +142,117 @@ class ProcessFleet:
     def stop_all(self) -> None:
         for role, i in list(self.procs):
             self.stop(role, i)
+
+    def check_alive(self) -> None:
+        """``FleetError`` naming a vehicle process that has exited, with its last log line."""
+        for (role, i), proc in self.procs.items():
+            if proc.poll() is not None:
+                lines = (self.vehicles[i].folder / f"{role}.log").read_text(
+                    errors="replace").strip().splitlines()
+                raise FleetError(f"vehicle {i}'s {role} exited with {proc.returncode}: "
+                                 f"{lines[-1] if lines else '(no output)'}")
+
+    def wait_rounds(self, rounds: int, deadline: float,
+                    progress: Callable[[RoundFinal], None] | None) -> list[RoundFinal]:
+        """The chain's first ``rounds`` final rounds, as they become final."""
+        ledger, block = self.ledger(), 0
+        finals: list[RoundFinal] = []
+        while len(finals) < rounds:
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise FleetError(f"only {len(finals)} of {rounds} rounds final in time")
+            head = ledger.head()
+            for f in ledger.finals(block, head):
+                finals.append(f)
+                if progress:
+                    progress(f)
+            block = head + 1
+            time.sleep(POLL_S)
+        return finals[:rounds]
+
+    def wait_installed(self, round_: int, deadline: float) -> None:
+        """Until every vehicle's inference service has been handed ``round_``'s model."""
+        for v in self.vehicles:
+            while True:
+                self.check_alive()
+                entry = installed.current(v.state)
+                if entry is not None and entry.version >= round_:
+                    break
+                if time.monotonic() > deadline:
+                    raise FleetError(f"vehicle {v.index} never installed round {round_}")
+                time.sleep(POLL_S)
+
+    def served_hashes(self) -> dict[int, str]:
+        """The model each vehicle's inference service answers with, asked over its socket."""
+        out = {}
+        for v in self.vehicles:
+            with ServeClient(v.socket) as c:
+                out[v.index] = str(c.info()["model"]["hash"])
+        return out
+
+    def evaluate(self, test: CropSet, served: dict[int, str]
+                 ) -> tuple[dict[str, dict[str, object]], CropNet]:
+        """Each vehicle's final model (its checkpoint) on ``test``; and one of them."""
+        out: dict[str, dict[str, object]] = {}
+        net = CropNet(NetConfig())
+        layout = ModelLayout.of(net.state_dict())
+        for v, profile in zip(self.vehicles, fleet_profiles(len(self.vehicles)), strict=True):
+            blob = torch.load(v.state / "learner.ckpt", weights_only=True)
+            model = blob["model"].numpy().astype(np.float32)
+            net.load_state_dict(layout.unflatten(model))
+            out[v.address] = {"index": v.index, "peer_id": v.peer_id, "profile": profile.name,
+                              "round": int(blob["round"]),
+                              "accuracy": evaluate(net, test, CLASSES).accuracy,
+                              "model_hash": flat_hash(layout, model),
+                              "served_model_hash": served.get(v.index)}
+        return out, net
+
+
+class FleetError(Exception):
+    """A vehicle process died or the fleet stopped making progress; the message says which."""
+
+    exit_code = 3
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    vehicles: dict[str, dict[str, object]]  # address -> index, profile, accuracy, hashes
+    chain_model_hash: str
+    rounds: list[dict[str, object]]
+    telemetry: dict[str, dict[str, int]]  # vehicle -> topic leaf -> messages received
+    contract: str
+    seconds: float
+    model: CropNet  # the chain's final model
+
+
+def run_process_fleet(cfg: FleetConfig, test: CropSet, root: Path, params: ChainParams,
+                      progress: Callable[[RoundFinal], None] | None = None,
+                      timeout_s: float = 3600.0) -> ProcessResult:
+    """``cfg.rounds`` rounds of a fleet of real processes (anvil, mosquitto, a serve and a
+    learn per vehicle) under ``root``; each vehicle stops taking part after the last round."""
+    t0 = time.monotonic()
+    training = (f"local_steps = {cfg.local_steps}\nbatch_size = {cfg.batch_size}\n"
+                f"lr = {cfg.lr}\nschedule_rounds = {cfg.rounds}\nmin_samples = 32\n"
+                f"cpu_share = 1.0\nlast_round = {cfg.rounds - 1}")
+    with Anvil(root / "anvil.json") as chain, Mosquitto(root / "mosquitto") as broker:
+        telemetry = (f'host = "127.0.0.1"\nport = {broker.port}\ntls = false\n'
+                     "interval_s = 5.0")
+        fleet = ProcessFleet.create(root, chain.url, cfg.vehicles, params, cfg.seed,
+                                    training=training, telemetry=telemetry)
+        with TelemetryWatch("127.0.0.1", broker.port) as watch:
+            try:
+                for i in range(cfg.vehicles):
+                    fleet.start("serve", i)
+                    fleet.start("learn", i)
+                finals = fleet.wait_rounds(cfg.rounds, t0 + timeout_s, progress)
+                fleet.wait_installed(cfg.rounds - 1, t0 + timeout_s)
+                served = fleet.served_hashes()
+            finally:
+                fleet.stop_all()
+            counts = watch.summary()
+    vehicles, model = fleet.evaluate(test, served)
+    chain_hash = finals[-1].model_hash.hex()
+    rounds = [{"round": f.round, "model_hash": f.model_hash.hex(), "signers": len(f.signers),
+               "block": f.block} for f in finals]
+    return ProcessResult(vehicles, chain_hash, rounds, counts, fleet.contract,
+                         time.monotonic() - t0, model)

@@ -63,6 +63,7 @@ class Training(Section):
     threads: Annotated[int, Field(ge=1, le=64)] = 1
     cpu_share: Annotated[float, Field(gt=0, le=1)] = 0.5  # of wall time spent training, at most
     min_samples: PositiveInt = 64  # below this the vehicle does not contribute
+    last_round: Annotated[int, Field(ge=0)] | None = None  # stop after it (simulated fleets)
 
 
 class P2P(Section):

@@ -13,6 +13,7 @@ import functools
 import logging
 import time
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from agent.config.schema import Source, VehicleConfig
 from agent.learn.buffer import SampleBuffer
 from agent.learn.intake import CameraFeed, FolderWatch, keep, open_feed, poll_folder
 from agent.learn.publish import Published, publish
+from agent.learn.reporting import Reporter
 from agent.notify import Notifier
 from agent.p2p.announce import Fleet
 from agent.p2p.identity import Identity
@@ -32,6 +34,7 @@ from agent.swarm.chainview import AsyncLedger
 from agent.swarm.driver import RoundDone, Vehicle, load_vehicle_checkpoint
 from agent.swarm.driver import VehicleConfig as DriverConfig
 from agent.swarm.learner import Contributed, Learner, SitOut
+from agent.telemetry import Telemetry
 from chain.ledger import Web3Ledger
 from models.classes import CLASSES
 from models.codec import CodecConfig
@@ -46,6 +49,13 @@ log = logging.getLogger(__name__)
 FOLDER_POLL_S = 1.0
 JOIN_WAIT_S = 30.0  # READY without a peer after this long: a lone vehicle still learns
 FACTORY_SEED = 0  # the model every vehicle ships with: CropNet initialised from this seed
+
+
+def software_version() -> str:
+    try:
+        return version("swarmdrive")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def factory_hash() -> str:
@@ -112,7 +122,8 @@ class LearnDaemon:
             self.round, model = load_vehicle_checkpoint(self.checkpoint, self.learner)
         node = Node(identity, fleet, NodeConfig(listen=cfg.p2p.listen,
                                                 bootstrap=tuple(cfg.p2p.bootstrap)))
-        vcfg = DriverConfig(local_steps=t.local_steps, checkpoint=self.checkpoint)
+        vcfg = DriverConfig(local_steps=t.local_steps, checkpoint=self.checkpoint,
+                            rounds=None if t.last_round is None else t.last_round + 1)
         self.vehicle = Vehicle(node, AsyncLedger(ledger), self.learner, vcfg, model,
                                on_round=self._on_round)
         self.watches = [FolderWatch(s.name, Path(s.uri), len(CLASSES),
@@ -121,6 +132,12 @@ class LearnDaemon:
         self.feeds = [open_feed(s.name, s.uri, len(CLASSES), s.fps)
                       for s in cfg.sources if not _is_folder(s)]
         self.published: Published | None = None
+        self.install_error: str | None = None  # the last install's failure, until one works
+        self.last_peer_seen = time.time()
+        self.telemetry = None if cfg.telemetry is None else Telemetry(
+            cfg.telemetry, identity.address, {"peer_id": str(identity.peer_id),
+                                              "software": software_version()})
+        self.reporter = Reporter(self, self.telemetry)
         self.ready = trio.Event()
         self._queued: Queued | None = None
         self._install = trio.Event()
@@ -129,6 +146,7 @@ class LearnDaemon:
 
     def _on_round(self, vehicle: Vehicle, done: RoundDone) -> None:
         self.round = done.round
+        self.reporter.round_done(done)
         self._queue(Queued(vehicle.model.copy(), done.model_hash.hex(), done.round, "round"))
         self.notifier.status(self.status_line())
 
@@ -152,8 +170,9 @@ class LearnDaemon:
             except (ExportError, OSError) as e:
                 log.error("install_failed model=%s round=%d error=%s", q.model_hash[:12],
                           q.version, e)
+                self.install_error = f"round {q.version}: {e}"
                 continue
-            self.published = done
+            self.published, self.install_error = done, None
             log.info("installed model=%s round=%d parity=%.1e held_out_accuracy=%s",
                      q.model_hash[:12], q.version, done.parity,
                      "-" if done.accuracy is None else f"{done.accuracy:.4f}")
@@ -188,7 +207,10 @@ class LearnDaemon:
     # --- health ---------------------------------------------------------------------------------
 
     def peers(self) -> int:
-        return len(self.vehicle.node.connected())
+        n = len(self.vehicle.node.connected())
+        if n:
+            self.last_peer_seen = time.time()
+        return n
 
     def status_line(self) -> str:
         train, held = self.buffer.counts()
@@ -229,6 +251,17 @@ class LearnDaemon:
     async def run(self) -> None:
         """Learn and take part in rounds until cancelled."""
         self._install_current_if_needed()
+        if self.telemetry is not None:
+            self.telemetry.start()
+        try:
+            await self._run()
+        finally:
+            if self.telemetry is not None:  # say goodbye, even while being cancelled
+                with trio.CancelScope(shield=True), trio.move_on_after(2.0):
+                    await trio.to_thread.run_sync(  # type: ignore[call-arg]
+                        self.telemetry.stop, abandon_on_cancel=True)
+
+    async def _run(self) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.vehicle.run)
             nursery.start_soon(self._installer)
@@ -242,6 +275,8 @@ class LearnDaemon:
             self.notifier.ready(self.status_line())
             self.ready.set()
             nursery.start_soon(self._watchdog)
+            interval = self.cfg.telemetry.interval_s if self.cfg.telemetry else 30.0
+            nursery.start_soon(self.reporter.run, interval)
 
 
 def _is_folder(source: Source) -> bool:

@@ -11,6 +11,7 @@ and finishes with it, so no request in flight fails or sees half of a switch.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -26,6 +27,7 @@ import trio
 
 from agent.config.schema import VehicleConfig
 from agent.notify import Notifier
+from agent.resources import cpu_s, rss_mb
 from agent.serve import installed
 from agent.serve.installed import Installed, PointerError
 from agent.serve.protocol import (
@@ -39,6 +41,7 @@ from agent.serve.protocol import (
     encode_answer,
     error_answer,
 )
+from models.atomic import atomic_write_bytes
 from models.errors import ModelFileError
 from models.preprocess import crops, whole_image
 from models.runtime import OnnxClassifier
@@ -50,6 +53,8 @@ IDLE_S = 300.0  # a client that sends nothing for this long is disconnected
 READ_S = 10.0  # a request must arrive whole within this once its length has
 WORKERS = 2  # inference threads
 LATENCIES = 4096  # recent request latencies kept for p50/p99
+STATS_FILE = "stats.json"
+STATS_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -205,6 +210,24 @@ class Server:
                 self.notifier.watchdog(self.status_line())
             await trio.sleep(every)
 
+    async def report(self) -> None:
+        """``STATE/serve/stats.json`` every ``STATS_S``: the learner's telemetry reads it."""
+        path = installed.serve_dir(self.state_dir) / STATS_FILE
+        while True:
+            p50, p99 = self.percentiles()
+            model = self.model.entry.model_hash if self.model else None
+            stats = {"ts": round(time.time(), 3), "requests": self.requests,
+                     "refused": self.failures, "switches": self.switches,
+                     "p50_ms": None if math.isnan(p50) else round(p50, 3),
+                     "p99_ms": None if math.isnan(p99) else round(p99, 3),
+                     "rss_mb": round(rss_mb(), 1), "cpu_s": round(cpu_s(), 2), "model": model}
+            try:
+                await trio.to_thread.run_sync(atomic_write_bytes, path,
+                                              json.dumps(stats).encode(), 0o640)
+            except OSError as e:
+                log.warning("stats_unwritable path=%s error=%s", path, e)
+            await trio.sleep(STATS_S)
+
     def percentiles(self) -> tuple[float, float]:
         xs = sorted(self.latencies_ms)
         if not xs:
@@ -229,6 +252,7 @@ class Server:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.watch_model)
+                nursery.start_soon(self.report)
                 # Clients hear "no_model" until the first install, rather than hang.
                 nursery.start_soon(trio.serve_listeners, self.handle,
                                    [trio.SocketListener(sock)])

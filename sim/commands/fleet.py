@@ -44,6 +44,10 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--transport", choices=TRANSPORTS, default="libp2p",
                    help="libp2p: a host per vehicle on 127.0.0.1 and an embedded chain; "
                         "memory: payloads as bytes in one loop")
+    p.add_argument("--processes", action="store_true",
+                   help="run each vehicle as its own 'swarmdrive serve' and 'swarmdrive learn' "
+                        "processes, as on the road, with anvil and mosquitto (libp2p only; "
+                        "vehicles learn from their simulated cameras)")
     p.add_argument("--vehicles", type=int_range(2, 64), default=8, help="vehicles in the fleet")
     p.add_argument("--rounds", type=int_range(1, 100_000), default=20, help="swarm rounds")
     p.add_argument("--local-steps", type=int_range(1, 100_000), default=30,
@@ -85,6 +89,8 @@ def fleet_config(args: argparse.Namespace) -> FleetConfig:
     from models.merge import COORDINATE_RULES, MIN_DENSITY_FOR_COORDINATE_RULES, MergeConfig
     from sim.fleet import FleetConfig
 
+    if args.processes and (args.transport != "libp2p" or args.baselines):
+        raise UsageError("--processes runs the libp2p transport, without --baselines")
     if args.transport == "libp2p" and args.attackers:
         raise UsageError("--attackers runs on --transport memory only: its attackers see every "
                          "honest delta, which no vehicle on the network can")
@@ -144,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
     from sim.fleet import make_fleet_data, run_central, run_local
 
     torch.set_num_threads(args.threads)
+    if args.processes:
+        return run_processes(args, cfg)
     print(f"building the drives of {cfg.vehicles} vehicles ({cfg.frames_per_weather} frames per "
           "weather each) and the fleet-wide test set", file=sys.stderr, flush=True)
     data = make_fleet_data(cfg)
@@ -169,6 +177,48 @@ def run(args: argparse.Namespace) -> int:
                         meta={"source": "swarmdrive sim", "model_hash": summary["model_hash"]})
     print(json.dumps({k: v for k, v in summary.items()
                       if k not in ("rounds", "config", "timings", "stats", "vehicles")}))
+    return 0
+
+
+def run_processes(args: argparse.Namespace, cfg: FleetConfig) -> int:
+    import tempfile
+
+    from chain.ledger import ChainParams
+    from models.atomic import atomic_write_bytes
+    from models.checkpoint import save_checkpoint
+    from models.classes import CLASSES
+    from models.net import NetConfig
+    from sim.datasets import fleet_test_set
+    from sim.procfleet import run_process_fleet
+
+    majority = cfg.vehicles // 2 + 1
+    params = ChainParams(args.min_peers or majority, majority, args.round_timeout, 20, 60)
+    test = fleet_test_set(cfg.seed, cfg.test_frames_per_domain, NetConfig().input_size)
+    with tempfile.TemporaryDirectory(prefix="swarmdrive-fleet-") as tmp:
+        root = args.out / "fleet" if args.out else Path(tmp)
+        print(f"starting anvil, mosquitto and {cfg.vehicles} vehicles (serve + learn each) "
+              f"under {root}", file=sys.stderr, flush=True)
+        r = run_process_fleet(cfg, test, root, params, progress=lambda f: print(
+            f"round {f.round + 1}/{cfg.rounds} final with {len(f.signers)} attestations, "
+            f"model {f.model_hash.hex()[:12]}", file=sys.stderr, flush=True))
+    hashes = {str(v["model_hash"]) for v in r.vehicles.values()}
+    accs = [float(v["accuracy"]) for v in r.vehicles.values()]  # type: ignore[arg-type]
+    agree = hashes == {r.chain_model_hash}
+    summary: dict[str, object] = {
+        "transport": "processes", "config": asdict(cfg), "vehicles": r.vehicles,
+        "chain_model_hash": r.chain_model_hash, "all_vehicles_match_chain": agree,
+        "swarm_acc": min(accs), "model_hash": r.chain_model_hash, "contract": r.contract,
+        "seconds": round(r.seconds, 1), "rounds": r.rounds, "telemetry": r.telemetry}
+    for vehicle, topics in r.telemetry.items():
+        print(f"telemetry from {vehicle[:10]}: " + ", ".join(f"{n} {leaf}" for leaf, n in
+                                                             topics.items()), file=sys.stderr)
+    if args.out:
+        atomic_write_bytes(args.out / "result.json", json.dumps(summary, indent=1).encode())
+        save_checkpoint(args.out / "model.pt", r.model, CLASSES,
+                        meta={"source": "swarmdrive sim --processes",
+                              "model_hash": r.chain_model_hash})
+    print(json.dumps({k: v for k, v in summary.items()
+                      if k not in ("rounds", "config", "vehicles", "telemetry")}))
     return 0
 
 
