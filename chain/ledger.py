@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 from eth_account.signers.local import LocalAccount
 from eth_tester.exceptions import TransactionFailed
 from hexbytes import HexBytes
-from web3 import Web3
+from web3 import EthereumTesterProvider, Web3
 from web3.exceptions import (
     BadFunctionCallOutput,
     ContractLogicError,
@@ -308,6 +308,12 @@ class Web3Ledger:
         self.contract = w3.eth.contract(address=self.address, abi=load_artifact()["abi"])
         self._nonce: int | None = None
         self.last_gas_used = 0  # gas of the last transaction this ledger sent
+        # Estimate against the block being built: its timestamp is now. The latest block's may
+        # be minutes old on an idle chain (anvil mines on demand), and then a commit estimated
+        # there is refused for a committer slot that has long passed. eth-tester has no
+        # "pending" estimates, and its latest block is always current.
+        self._estimate_at: str | None = None if isinstance(
+            w3.provider, EthereumTesterProvider) else "pending"
 
     # --- views ---------------------------------------------------------------------------------
 
@@ -454,7 +460,7 @@ class Web3Ledger:
 
     def _transact(self, what: str, fn: Any) -> Any:
         sender = self.account.address
-        gas = self._retry(what, lambda: fn.estimate_gas({"from": sender}))
+        gas = self._retry(what, lambda: fn.estimate_gas({"from": sender}, self._estimate_at))
         if self._nonce is None:
             self._nonce = self._retry("nonce", lambda: self.w3.eth.get_transaction_count(
                 sender, "pending"))
