@@ -47,8 +47,8 @@ def messages(log: Path) -> list[tuple[str, dict[str, object]]]:
 
 
 def seen(log: Path, vehicle: str, leaf: str, since: float = 0.0) -> int:
-    return sum(1 for t, m in messages(log)
-               if t == f"swarmdrive/v1/{vehicle}/{leaf}" and float(m["ts"]) >= since)
+    return len([m for t, m in messages(log)
+                if t == f"swarmdrive/v1/{vehicle}/{leaf}" and float(str(m["ts"])) >= since])
 
 
 def test_a_fleet_of_processes_rides_out_a_broker_outage_and_a_killed_learner(anvil, tmp_path):
