@@ -40,6 +40,8 @@ from sim.profiles import fleet_profiles
 from sim.telemetry_watch import TelemetryWatch
 
 STOP_S = 10.0  # SIGTERM, then SIGKILL after this long
+# What the systemd units put in each process's environment (systemd/*.service).
+UNIT_ENV = {"learn": {"MALLOC_ARENA_MAX": "2"}, "serve": {}}
 POLL_S = 1.0
 
 
@@ -120,7 +122,8 @@ class ProcessFleet:
         try:
             proc = subprocess.Popen([sys.executable, "-m", "agent", role, "--config",
                                      str(v.config)], stdout=log, stderr=subprocess.STDOUT,
-                                    env={**os.environ, **(env or {})}, cwd=v.folder)
+                                    env={**os.environ, **UNIT_ENV[role], **(env or {})},
+                                    cwd=v.folder)
         finally:
             log.close()
         self.procs[(role, i)] = proc

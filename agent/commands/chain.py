@@ -67,9 +67,10 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                         help="seconds a commit has to reach the quorum before it expires")
     a = action("deploy", "deploy a new SwarmLedger; the signing key becomes its operator",
                rpc, key, params)
-    a.add_argument("--genesis", metavar="HEX|FILE",
-                   help="the model round 0 starts from: its hash (32 bytes hex), or a checkpoint "
-                        "from 'swarmdrive train' (.pt)")
+    a.add_argument("--genesis", metavar="factory|HEX|FILE",
+                   help="the model round 0 starts from: 'factory' (the model 'swarmdrive learn' "
+                        "ships with), its hash (32 bytes hex), or a checkpoint from "
+                        "'swarmdrive train' (.pt)")
     a.set_defaults(run=deploy)
     a = action("params", "set the fleet's round parameters (checked against the registered "
                "vehicles)", rpc, contract, key, params)
@@ -226,8 +227,12 @@ def _params(args: argparse.Namespace) -> ChainParams:
 
 
 def _genesis(text: str | None) -> bytes:
-    value: str = _need(text, "--genesis HEX|FILE", "deploy",
+    value: str = _need(text, "--genesis factory|HEX|FILE", "deploy",
                        "the model every vehicle starts from: its hash, or a checkpoint")
+    if value == "factory":
+        from agent.learn.daemon import factory_hash
+
+        return bytes.fromhex(factory_hash())
     if value.endswith(".pt") and not Path(value).is_file():
         raise UsageError(f"--genesis {value}: no such checkpoint file")
     if not Path(value).is_file():

@@ -123,7 +123,7 @@ class Telemetry(Section):
     topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = (
         "swarmdrive")
     interval_s: PositiveFloat = 30.0
-    queue_limit: PositiveInt = 1000  # messages kept while the broker is away; oldest dropped
+    queue_limit: PositiveInt = 1000  # messages kept while the broker is away; then dropped
 
 
 class VehicleConfig(Section):

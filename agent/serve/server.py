@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 POLL_S = 0.2  # how often the pointer is looked at (a stat call)
 IDLE_S = 300.0  # a client that sends nothing for this long is disconnected
 READ_S = 10.0  # a request must arrive whole within this once its length has
-WORKERS = 2  # inference threads
+WORKERS = 2  # inference threads, for requests over INLINE_BYTES
+INLINE_BYTES = 16 * 32 * 32 * 3  # up to this many pixel bytes: inference on the loop itself
 LATENCIES = 4096  # recent request latencies kept for p50/p99
 STATS_FILE = "stats.json"
 STATS_S = 5.0
@@ -138,8 +139,15 @@ class Server:
         if model is None:
             return error_answer(req.id, "no_model", "no model installed yet", None)
         t0 = time.perf_counter()
-        objects = [] if req.kind == Kind.INFO else await trio.to_thread.run_sync(
-            _infer, model.clf, req, limiter=self._workers)
+        if req.kind == Kind.INFO:
+            objects: list[dict[str, object]] = []
+        elif req.pixels.size <= INLINE_BYTES:
+            # A few crops take well under a millisecond: handing them to a thread would cost
+            # two more wake-ups, each of which can wait behind the learner for a time slice.
+            objects = _infer(model.clf, req)
+        else:
+            objects = await trio.to_thread.run_sync(_infer, model.clf, req,
+                                                    limiter=self._workers)
         ms = (time.perf_counter() - t0) * 1000
         if req.kind != Kind.INFO:
             self.latencies_ms.append(ms)
