@@ -23,7 +23,7 @@ from web3 import Web3
 
 from agent.p2p.announce import Fleet
 from agent.p2p.identity import Identity
-from agent.p2p.node import Node, NodeConfig
+from agent.p2p.node import NodeConfig
 from agent.signals import Stop, cancel_on_signal
 from agent.swarm.chainview import AsyncLedger
 from agent.swarm.driver import (
@@ -31,7 +31,7 @@ from agent.swarm.driver import (
     RoundTiming,
     Vehicle,
     VehicleConfig,
-    load_vehicle_checkpoint,
+    assemble,
 )
 from agent.swarm.engine import EngineConfig
 from agent.swarm.learner import Learner
@@ -146,18 +146,16 @@ class NetFleet:
                 ) -> Vehicle:
         """Vehicle ``i``, from its checkpoint if it has one (a restart), else factory-fresh."""
         ident = self.identities[i]
-        learner = self.learner(i)
-        model = self.genesis
-        ckpt = self.checkpoint(i)
-        if ckpt is not None and ckpt.exists():
-            _, model = load_vehicle_checkpoint(ckpt, learner)
-        node = Node(ident, self.fleet, NodeConfig(listen=f"/ip4/127.0.0.1/tcp/{self.ports[i]}",
-                                                  bootstrap=self.bootstrap))
         vcfg = VehicleConfig(local_steps=self.cfg.local_steps, merge=self.cfg.merge,
-                             engine=self.net.engine, rounds=self.cfg.rounds, checkpoint=ckpt)
-        return Vehicle(node, AsyncLedger(self.ledger(ident.account), self.chain_lane), learner,
-                       vcfg, model, train_lane=self.train_lane, work_lane=self.work_lane,
-                       on_round=on_round)
+                             engine=self.net.engine, rounds=self.cfg.rounds,
+                             checkpoint=self.checkpoint(i))
+        vehicle, _ = assemble(
+            ident, self.fleet, AsyncLedger(self.ledger(ident.account), self.chain_lane),
+            self.learner(i), NodeConfig(listen=f"/ip4/127.0.0.1/tcp/{self.ports[i]}",
+                                        bootstrap=self.bootstrap),
+            vcfg, self.genesis, on_round,
+            lanes=(self.train_lane, self.work_lane))
+        return vehicle
 
 
 def run_swarm_p2p(cfg: FleetConfig, data: FleetData, net: NetFleetConfig = NetFleetConfig(),

@@ -28,10 +28,10 @@ from agent.learn.reporting import Reporter
 from agent.notify import Notifier
 from agent.p2p.announce import Fleet
 from agent.p2p.identity import Identity
-from agent.p2p.node import Node, NodeConfig
+from agent.p2p.node import NodeConfig
 from agent.serve import installed
 from agent.swarm.chainview import AsyncLedger
-from agent.swarm.driver import RoundDone, Vehicle, load_vehicle_checkpoint
+from agent.swarm.driver import RoundDone, Vehicle, assemble
 from agent.swarm.driver import VehicleConfig as DriverConfig
 from agent.swarm.learner import Contributed, Learner, SitOut
 from agent.telemetry import Telemetry
@@ -116,16 +116,12 @@ class LearnDaemon:
                         lr=t.lr),
             CodecConfig(density=0.1, bits=8), t.schedule_rounds * t.local_steps,
             sampler_seed=int(identity.address, 16) % 2**63)
-        self.checkpoint = state / "learner.ckpt"
-        model, self.round = self.learner.weights(), -1
-        if self.checkpoint.exists():
-            self.round, model = load_vehicle_checkpoint(self.checkpoint, self.learner)
-        node = Node(identity, fleet, NodeConfig(listen=cfg.p2p.listen,
-                                                bootstrap=tuple(cfg.p2p.bootstrap)))
-        vcfg = DriverConfig(local_steps=t.local_steps, checkpoint=self.checkpoint,
+        vcfg = DriverConfig(local_steps=t.local_steps, checkpoint=state / "learner.ckpt",
                             rounds=None if t.last_round is None else t.last_round + 1)
-        self.vehicle = Vehicle(node, AsyncLedger(ledger), self.learner, vcfg, model,
-                               on_round=self._on_round)
+        self.vehicle, self.round = assemble(
+            identity, fleet, AsyncLedger(ledger), self.learner,
+            NodeConfig(listen=cfg.p2p.listen, bootstrap=tuple(cfg.p2p.bootstrap)), vcfg,
+            self.learner.weights(), on_round=self._on_round)
         self.watches = [FolderWatch(s.name, Path(s.uri), len(CLASSES),
                                     state / f"intake-{s.name}.seen")
                         for s in cfg.sources if _is_folder(s)]

@@ -24,10 +24,10 @@ import trio
 from libp2p.peer.id import ID
 
 from agent.p2p import announce, attest
-from agent.p2p.announce import Announcement
+from agent.p2p.announce import Announcement, Fleet
 from agent.p2p.fetch import FetchError
-from agent.p2p.identity import address_of_peer
-from agent.p2p.node import Node
+from agent.p2p.identity import Identity, address_of_peer
+from agent.p2p.node import Node, NodeConfig
 from agent.p2p.store import Kind
 from agent.swarm.chainview import AsyncLedger
 from agent.swarm.combine import Combined, combine
@@ -520,6 +520,26 @@ class Vehicle:
             self.done.set()
             return
         self._act(self._engine.start(done.round + 1, done.model_hash, opened_at, self._now()))
+
+
+def assemble(identity: Identity, fleet: Fleet, chain: AsyncLedger, learner: Learner,
+             node_cfg: NodeConfig, cfg: VehicleConfig, factory_model: np.ndarray,
+             on_round: Callable[[Vehicle, RoundDone], None] | None = None,
+             lanes: tuple[trio.CapacityLimiter, trio.CapacityLimiter] | None = None
+             ) -> tuple[Vehicle, int]:
+    """One vehicle wired together: its libp2p node, its chain, its learner, and its model:
+    from its checkpoint if it has one (a restart), else ``factory_model``. Returns the vehicle
+    and the last round it finished (-1 when factory-fresh). ``lanes``: the training and work
+    lanes, when vehicles share a machine's cores (the simulator). The daemon and the simulator
+    both build their vehicles here."""
+    model, round_ = factory_model, -1
+    if cfg.checkpoint is not None and cfg.checkpoint.exists():
+        round_, model = load_vehicle_checkpoint(cfg.checkpoint, learner)
+    node = Node(identity, fleet, node_cfg)
+    vehicle = Vehicle(node, chain, learner, cfg, model, on_round=on_round)
+    if lanes is not None:
+        vehicle.train_lane, vehicle.work_lane = lanes
+    return vehicle, round_
 
 
 def save_vehicle_checkpoint(path: Path, round_: int, model: np.ndarray, learner: Learner) -> None:
