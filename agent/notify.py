@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,9 @@ class Notifier:
         self.send({"WATCHDOG": "1"} | ({"STATUS": status} if status else {}))
 
     def reloading(self) -> None:
-        self.send({"RELOADING": "1"})
+        """Reloading now; READY=1 follows when done. systemd wants the monotonic time with it."""
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self.send({"RELOADING": "1", "MONOTONIC_USEC": str(usec)})
 
     def stopping(self, status: str | None = None) -> None:
         self.send({"STOPPING": "1"} | ({"STATUS": status} if status else {}))

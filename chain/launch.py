@@ -59,6 +59,7 @@ def fund(w3: Web3, to: str, wei: int = 10**20) -> None:
     w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
 
 
+ANVIL_BALANCE_ETH = 1_000_000
 STATE_INTERVAL_S = 1  # anvil dumps its state this often, so a crash loses at most this much
 
 
@@ -93,7 +94,9 @@ class Anvil:
     def start(self) -> Anvil:
         args = [anvil_binary(), "--host", "127.0.0.1", "--port", str(self.port),
                 "--dump-state", str(self.state), "--state-interval", str(STATE_INTERVAL_S),
-                "--silent"]
+                # Dev accounts with 1M ETH instead of 10k: one anvil serves a whole test
+                # session, and every fleet funds its keys from the first account.
+                "--balance", str(ANVIL_BALANCE_ETH), "--silent"]
         if self.state.exists():
             args += ["--load-state", str(self.state)]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

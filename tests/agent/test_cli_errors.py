@@ -153,7 +153,7 @@ CASES = [
     ("chain-genesis-zero", ["chain", "deploy", "--rpc", UNREACHABLE, "--keystore", "{key}",
                             "--genesis", "00" * 32], X.USAGE, ["--genesis", "zero"]),
     ("chain-no-genesis", ["chain", "deploy", "--rpc", UNREACHABLE, "--keystore", "{key}"],
-     X.USAGE, ["--genesis HEX|FILE"]),
+     X.USAGE, ["--genesis factory|HEX|FILE"]),
     ("chain-genesis-missing", ["chain", "deploy", "--rpc", UNREACHABLE, "--keystore", "{key}",
                                "--genesis", "{tmp}/none.pt"], X.USAGE,
      ["none.pt", "no such checkpoint file"]),
@@ -199,6 +199,13 @@ CASES = [
     ("misspelt-flag", ["infer", "--modle", "x", "y"], X.USAGE, ["required: --model"]),
     ("unknown-flag", ["infer", "--model", "x", "--frobnicate", "y"], X.USAGE,
      ["unrecognized arguments: --frobnicate"]),
+    ("serve-no-config", ["serve", "--config", "{tmp}/none.toml"], X.CONFIG,
+     ["none.toml", "no such file"]),
+    ("learn-no-config", ["learn", "--config", "{tmp}/none.toml"], X.CONFIG,
+     ["none.toml", "no such file"]),
+    ("config-check-missing", ["config", "check", "{tmp}"], X.CONFIG, ["is a directory"]),
+    ("sim-processes-memory", ["sim", "--processes", "--transport", "memory"], X.USAGE,
+     ["--processes runs the libp2p transport"]),
 ]
 
 

@@ -62,6 +62,13 @@ def test_learner_ready_watchdog_sigstop_and_a_clean_stop(anvil, tmp_path):
         proc.send_signal(signal.SIGCONT)
         notify.wait_for("WATCHDOG")
 
+        smaller = "[buffer]\nmax_samples = 100\n\n[training]"
+        v.config.write_text(v.config.read_text().replace("[training]", smaller))
+        proc.send_signal(signal.SIGHUP)  # reloads the buffer's limits
+        assert "MONOTONIC_USEC" in notify.wait_for("RELOADING")
+        notify.wait_for("READY")
+        assert "reloaded max_samples=100" in (v.folder / "learn.log").read_text()
+
         proc.send_signal(signal.SIGTERM)
         notify.wait_for("STOPPING")
         assert proc.wait(STOP_S) == 0

@@ -80,6 +80,7 @@ def test_ready_after_a_model_watchdog_while_alive_stopping_on_sigterm(trained, v
             assert (info["hash"], info["version"], info["classes"]) == (
                 trained.model_hash, 3, list(CLASSES))
         notify.wait_for("WATCHDOG")
+        proc.send_signal(signal.SIGHUP)  # looks for a new model at once; serves on
         notify.wait_for("WATCHDOG")
 
         proc.send_signal(signal.SIGSTOP)  # a hung service: the pings stop
