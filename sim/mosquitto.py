@@ -1,8 +1,9 @@
 """A mosquitto broker process on 127.0.0.1 (Debian's ``mosquitto``), for the tests and the
-simulated fleet. Anonymous and in memory: a test broker, not a fleet's."""
+simulated fleet. In memory, anonymous unless told otherwise: a test broker, not a fleet's."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -19,8 +20,10 @@ class BrokerError(Exception):
 
 
 class Mosquitto:
-    def __init__(self, folder: Path, port: int | None = None) -> None:
-        self.folder, self.port = folder, port or free_port()
+    def __init__(self, folder: Path, port: int | None = None,
+                 listener: str = "allow_anonymous true") -> None:
+        """``listener``: mosquitto.conf lines for the listener (TLS files, password file)."""
+        self.folder, self.port, self.listener = folder, port or free_port(), listener
         self._proc: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -34,7 +37,9 @@ class Mosquitto:
     def start(self) -> Mosquitto:
         self.folder.mkdir(parents=True, exist_ok=True)
         conf = self.folder / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+        # As root, mosquitto would switch to its own user, who cannot read our files.
+        stay = "user root\n" if os.geteuid() == 0 else ""
+        conf.write_text(f"{stay}listener {self.port} 127.0.0.1\n{self.listener}\n"
                         "persistence false\nlog_dest stderr\nlog_type error\n"
                         "log_type warning\n")
         log = open(self.folder / "mosquitto.log", "ab")  # noqa: SIM115  # the child owns it
