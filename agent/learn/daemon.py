@@ -60,10 +60,10 @@ def software_version() -> str:
 
 def factory_hash() -> str:
     """The hash of the model every vehicle ships with: the fleet contract's genesis."""
-    torch.manual_seed(FACTORY_SEED)
-    model = CropNet(NetConfig())
-    return flat_hash(ModelLayout.of(model.state_dict()),
-                     ModelLayout.of(model.state_dict()).flatten(model.state_dict()))
+    torch.manual_seed(FACTORY_SEED)  # as Learner(seed=FACTORY_SEED) initialises its model
+    state = CropNet(NetConfig()).state_dict()
+    layout = ModelLayout.of(state)
+    return flat_hash(layout, layout.flatten(state))
 
 
 class BufferedLearner(Learner):
@@ -103,6 +103,8 @@ class Queued:
 
 
 class LearnDaemon:
+    """The learner of one vehicle, from its config; ``run`` until cancelled."""
+
     def __init__(self, cfg: VehicleConfig, notifier: Notifier, ledger: Web3Ledger, fleet: Fleet,
                  identity: Identity) -> None:
         self.cfg, self.notifier, self.identity = cfg, notifier, identity
