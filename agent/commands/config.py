@@ -41,10 +41,10 @@ def run_check(args: argparse.Namespace) -> int:
 
     try:
         cfg = load(args.config)
-        problems = checks.for_serve(cfg) + checks.for_learn(cfg, probe=not args.offline)
+        problems = checks.for_all(cfg, probe=not args.offline)
     except ConfigError as e:
         problems = e.problems
-    for problem in dict.fromkeys(problems):  # the state folder is checked twice
+    for problem in problems:
         print(f"swarmdrive: error: config {args.config}: {problem}", file=sys.stderr)
     if problems:
         return int(ExitCode.CONFIG)

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from agent.config.schema import ConfigError, load
 
     cfg = load(args.config)
-    checks.require(cfg, args.config, checks.for_serve(cfg) + checks.for_learn(cfg))
+    checks.require(cfg, args.config, checks.for_all(cfg))
     logs.setup_level(cfg.log_level, args.verbose)
 
     import torch

@@ -108,6 +108,11 @@ def for_learn(cfg: VehicleConfig, probe: bool = True) -> list[str]:
     return problems + (chain_reachable(cfg) if probe else [])
 
 
+def for_all(cfg: VehicleConfig, probe: bool = True) -> list[str]:
+    """What both daemons need, each problem once."""
+    return list(dict.fromkeys(for_serve(cfg) + for_learn(cfg, probe)))
+
+
 def require(cfg: VehicleConfig, path: Path, problems: list[str]) -> VehicleConfig:
     """``cfg``, or ``ConfigError`` with every problem."""
     if problems:

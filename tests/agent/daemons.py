@@ -4,10 +4,12 @@ systemd would run them."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # Hang guards for a loaded 2-core machine, not speed targets: tests wait on the messages.
@@ -45,6 +47,33 @@ class NotifySocket:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def wait_until(pred: Callable[[], object], what: str, timeout: float = WAIT_S) -> None:
+    """Poll ``pred`` until it holds; fail naming ``what`` after ``timeout`` (a hang guard)."""
+    end = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def assert_pings_stop_while_stopped(proc: subprocess.Popen[bytes], notify: NotifySocket,
+                                    interval_s: float) -> None:
+    """SIGSTOP ``proc``: once what it sent before is drained, no message for three of its
+    watchdog intervals; SIGCONT: the pings come back."""
+    proc.send_signal(signal.SIGSTOP)
+    wait_until(lambda: _state(proc.pid) == "T", "the process to stop")
+    while notify.next(timeout=0) is not None:  # what it sent before it stopped
+        pass
+    assert notify.next(timeout=3 * interval_s) is None
+    proc.send_signal(signal.SIGCONT)
+    notify.wait_for("WATCHDOG")
+
+
+def _state(pid: int) -> str:
+    """The process's state letter from /proc (T: stopped)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
 
 
 def start(args: list[str], notify: NotifySocket | None, watchdog_s: float | None = None,

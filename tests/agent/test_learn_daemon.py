@@ -5,7 +5,6 @@ and exit 0 on SIGTERM with its checkpoint intact; and label folders taken in as 
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import cv2
@@ -19,7 +18,7 @@ from chain.ledger import ChainParams
 from models.codec import CodecConfig
 from models.train import TrainConfig
 from sim.procfleet import ProcessFleet
-from tests.agent.daemons import WAIT_S, NotifySocket
+from tests.agent.daemons import NotifySocket, assert_pings_stop_while_stopped, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -27,13 +26,6 @@ STOP_S = 5.0  # the issue's bound for SIGTERM to exit
 ALONE = ChainParams(min_peers=1, quorum=1, round_timeout=30, fallback_slot=10,
                     finalize_window=20)
 QUICK = "local_steps = 5\nmin_samples = 16\ncpu_share = 1.0\nschedule_rounds = 50"
-
-
-def wait_until(pred, what: str, timeout: float = WAIT_S) -> None:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_learner_ready_watchdog_sigstop_and_a_clean_stop(anvil, tmp_path):
@@ -54,13 +46,7 @@ def test_learner_ready_watchdog_sigstop_and_a_clean_stop(anvil, tmp_path):
         assert all("samples buffered" in p["STATUS"] for p in pings)
         wait_until(lambda: ledger.status().rounds_final >= 3, "a third round")
 
-        proc.send_signal(signal.SIGSTOP)
-        time.sleep(0.2)
-        while notify.next(timeout=0) is not None:  # what it sent before it stopped
-            pass
-        assert notify.next(timeout=3.0) is None  # three of its 1 s intervals: nothing
-        proc.send_signal(signal.SIGCONT)
-        notify.wait_for("WATCHDOG")
+        assert_pings_stop_while_stopped(proc, notify, interval_s=1.0)  # a hung process
 
         smaller = "[buffer]\nmax_samples = 100\n\n[training]"
         v.config.write_text(v.config.read_text().replace("[training]", smaller))

@@ -20,7 +20,7 @@ from agent.serve.client import ServeClient
 from chain.ledger import ChainParams
 from sim.mosquitto import Mosquitto
 from sim.procfleet import ProcessFleet
-from tests.agent.daemons import WAIT_S
+from tests.agent.daemons import WAIT_S, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -30,11 +30,8 @@ PARAMS = ChainParams(min_peers=3, quorum=3, round_timeout=30, fallback_slot=10,
 TRAINING = "local_steps = 5\nmin_samples = 16\ncpu_share = 1.0\nschedule_rounds = 50"
 
 
-def wait_until(pred, what: str, timeout: float = 4 * WAIT_S) -> None:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.2)
+def wait_fleet(pred, what: str) -> None:  # type: ignore[no-untyped-def]
+    wait_until(pred, what, timeout=4 * WAIT_S)  # eight processes on a loaded 2-core machine
 
 
 def messages(log: Path) -> list[tuple[str, dict[str, object]]]:
@@ -67,8 +64,8 @@ def test_a_fleet_of_processes_rides_out_a_broker_outage_and_a_killed_learner(anv
             fleet.start("serve", i)
             fleet.start("learn", i)
         addresses = [v.address for v in fleet.vehicles]
-        wait_until(lambda: ledger.status().rounds_final >= 1, "round 1 final")
-        wait_until(lambda: all(seen(sub_log, a, "status") >= 1 for a in addresses),
+        wait_fleet(lambda: ledger.status().rounds_final >= 1, "round 1 final")
+        wait_fleet(lambda: all(seen(sub_log, a, "status") >= 1 for a in addresses),
                    "every vehicle's status")
 
         # The broker goes away for 20 s: the rounds go on; telemetry resumes after.
@@ -80,7 +77,7 @@ def test_a_fleet_of_processes_rides_out_a_broker_outage_and_a_killed_learner(anv
         assert during > before  # no vehicle waited on the broker
         back = time.time()
         broker.start()
-        wait_until(lambda: all(seen(sub_log, a, "status", since=back) >= 1 for a in addresses),
+        wait_fleet(lambda: all(seen(sub_log, a, "status", since=back) >= 1 for a in addresses),
                    "status from every vehicle after the outage")
 
         # Vehicle 3's learner is killed: its server keeps serving; the others go on.
@@ -92,18 +89,18 @@ def test_a_fleet_of_processes_rides_out_a_broker_outage_and_a_killed_learner(anv
             answer = c.frame(np.zeros((64, 64, 3), np.uint8),
                              np.array([[4, 4, 40, 40]], np.float32))
             assert answer["ok"] and len(answer["objects"]) == 1
-        wait_until(lambda: ledger.status().rounds_final >= killed_at + 1,
+        wait_fleet(lambda: ledger.status().rounds_final >= killed_at + 1,
                    "a round without vehicle 3")
 
         # Restarted, it rejoins: it catches up with the chain and contributes again.
         restarted_at = ledger.status().rounds_final
         fleet.start("learn", 3)
-        wait_until(lambda: any(victim.address in {e.sender for e in c.contributions}
+        wait_fleet(lambda: any(victim.address in {e.sender for e in c.contributions}
                                for c in ledger.commitments(0) if c.round > restarted_at),
                    "vehicle 3 contributing again")
-        wait_until(lambda: (installed.current(victim.state) or installed.Installed(
+        wait_fleet(lambda: (installed.current(victim.state) or installed.Installed(
             "", "", "", -1, "")).version >= restarted_at, "vehicle 3 serving a newer round")
-        wait_until(lambda: ledger.status().rounds_final >= 5, "five rounds")
+        wait_fleet(lambda: ledger.status().rounds_final >= 5, "five rounds")
 
         finals = [f.round for f in ledger.finals(0)]
         assert finals == list(range(len(finals)))  # no round lost or skipped

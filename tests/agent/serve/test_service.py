@@ -21,7 +21,14 @@ from models.checkpoint import state_hash
 from models.net import CropNet, NetConfig
 from models.onnx_export import to_onnx
 from sim.world import CLASSES
-from tests.agent.daemons import WAIT_S, NotifySocket, start, stop, write_config
+from tests.agent.daemons import (
+    WAIT_S,
+    NotifySocket,
+    assert_pings_stop_while_stopped,
+    start,
+    stop,
+    write_config,
+)
 
 STOP_S = 5.0  # the bound for SIGTERM to exit
 
@@ -83,13 +90,7 @@ def test_ready_after_a_model_watchdog_while_alive_stopping_on_sigterm(trained, v
         proc.send_signal(signal.SIGHUP)  # looks for a new model at once; serves on
         notify.wait_for("WATCHDOG")
 
-        proc.send_signal(signal.SIGSTOP)  # a hung service: the pings stop
-        time.sleep(0.2)
-        while notify.next(timeout=0) is not None:  # what it sent before it stopped
-            pass
-        assert notify.next(timeout=3.0) is None  # three of its 1 s intervals: nothing
-        proc.send_signal(signal.SIGCONT)
-        notify.wait_for("WATCHDOG")
+        assert_pings_stop_while_stopped(proc, notify, interval_s=1.0)  # a hung process
 
         proc.send_signal(signal.SIGTERM)
         assert "STOPPING" in notify.wait_for("STOPPING")
