@@ -67,7 +67,7 @@ def measure(w3: Web3) -> dict[str, int]:
     out["gas_commit_n4"], out["gas_finalize_q5"], base = _round(w3, operator, cars, 2, base, 4, 5)
     out["gas_commit_n8"], fin, base = _round(w3, operator, cars, 3, base, 8, 5)
     out["gas_round_n8_q5"] = out["gas_commit_n8"] + fin
-    operator.publish_release(1, os.urandom(32), 2, "https://ota.example/fleet/v1.onnx")
+    operator.publish_release(1, os.urandom(32), 400_000, 2, "https://ota.example/fleet/v1.onnx")
     out["gas_release"] = operator.last_gas_used
     return out
 

@@ -139,6 +139,7 @@ ChainEvent = RoundCommitment | RoundFinal | MemberChange | ParamsChange
 class Release:
     version: int
     onnx_sha256: bytes
+    size: int  # bytes: no download of it may be longer
     source_round: int
     uri: str
     revoked: bool
@@ -171,7 +172,7 @@ class Ledger(Protocol):
                      contributions: list[Entry]) -> RoundCommitment: ...
     def finalize_round(self, round_: int, model_hash: bytes,
                        signatures: dict[str, bytes]) -> RoundFinal: ...
-    def publish_release(self, version: int, onnx_sha256: bytes, source_round: int,
+    def publish_release(self, version: int, onnx_sha256: bytes, size: int, source_round: int,
                         uri: str) -> None: ...
     def revoke_release(self, version: int) -> None: ...
 
@@ -377,7 +378,7 @@ class Web3Ledger:
 
     def release(self, version: int) -> Release:
         r = self._call(f"release {version}", self.contract.functions.release, version)
-        return Release(version, bytes(r[0]), int(r[1]), str(r[2]), bool(r[3]))
+        return Release(version, bytes(r[0]), int(r[1]), int(r[2]), str(r[3]), bool(r[4]))
 
     def head(self) -> int:
         """The latest block number."""
@@ -528,10 +529,10 @@ class Web3Ledger:
         assert isinstance(event, RoundFinal)
         return event
 
-    def publish_release(self, version: int, onnx_sha256: bytes, source_round: int,
+    def publish_release(self, version: int, onnx_sha256: bytes, size: int, source_round: int,
                         uri: str) -> None:
         self._transact(f"publish release {version}", self.contract.functions.publish_release(
-            version, onnx_sha256, source_round, uri))
+            version, onnx_sha256, size, source_round, uri))
 
     def revoke_release(self, version: int) -> None:
         self._transact(f"revoke release {version}",

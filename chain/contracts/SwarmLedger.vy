@@ -24,6 +24,7 @@
 MAX_CONTRIBUTIONS: constant(uint256) = 64
 MAX_SIGNATURES: constant(uint256) = 64
 MAX_URI: constant(uint256) = 256
+MAX_RELEASE_BYTES: constant(uint256) = 67108864  # 64 MiB: what a vehicle fetches at most
 # secp256k1's group order over 2: a signature with a larger s is the malleable twin of a valid
 # one, and is refused (EIP-2).
 HALF_N: constant(uint256) = 57896044618658097711785492504343953926418782139537452191302581570759080747168
@@ -42,6 +43,7 @@ struct Signature:
 
 struct Release:
     onnx_sha256: bytes32
+    size: uint256
     source_round: uint256
     uri: String[MAX_URI]
     revoked: bool
@@ -90,6 +92,7 @@ event RoundFinalized:
 event ReleasePublished:
     version: indexed(uint256)
     onnx_sha256: bytes32
+    size: uint256
     source_round: uint256
     uri: String[MAX_URI]
 
@@ -412,17 +415,19 @@ def finalize_round(round: uint256, model_hash: bytes32,
 # --- releases ---------------------------------------------------------------------------------
 
 @external
-def publish_release(version: uint256, onnx_sha256: bytes32, source_round: uint256,
-                    uri: String[MAX_URI]):
+def publish_release(version: uint256, onnx_sha256: bytes32, size: uint256,
+                    source_round: uint256, uri: String[MAX_URI]):
     self._only_operator()
     assert version == self.release_count + 1, "release version must be the next one"
     assert source_round < self.rounds_final, "source round is not final"
     assert onnx_sha256 != empty(bytes32), "release hash is empty"
-    self._releases[version] = Release(onnx_sha256=onnx_sha256, source_round=source_round,
-                                      uri=uri, revoked=False)
+    # The declared size bounds every download: a source that sends more is cut off.
+    assert size >= 1 and size <= MAX_RELEASE_BYTES, "release size out of bounds"
+    self._releases[version] = Release(onnx_sha256=onnx_sha256, size=size,
+                                      source_round=source_round, uri=uri, revoked=False)
     self.release_count = version
-    log ReleasePublished(version=version, onnx_sha256=onnx_sha256, source_round=source_round,
-                         uri=uri)
+    log ReleasePublished(version=version, onnx_sha256=onnx_sha256, size=size,
+                         source_round=source_round, uri=uri)
 
 
 @external

@@ -182,7 +182,7 @@ def test_only_the_operator_administers(fleet):
     for action in (lambda: v.register(someone), lambda: v.revoke(fleet.vehicles[1].account.address),
                    lambda: v.set_params(FLEET_PARAMS), lambda: v.propose_operator(someone),
                    lambda: v.set_observer(someone, True),
-                   lambda: v.publish_release(1, h(9), 0, "x"), lambda: v.revoke_release(1)):
+                   lambda: v.publish_release(1, h(9), 100, 0, "x"), lambda: v.revoke_release(1)):
         with pytest.raises(LedgerRevert, match="only the operator"):
             action()
     with pytest.raises(LedgerRevert, match="already registered"):
@@ -227,14 +227,17 @@ def test_revocation_keeps_the_rotation_order_in_step_with_the_events(fleet):
 def test_releases_name_final_rounds(fleet):
     op = fleet.operator
     with pytest.raises(LedgerRevert, match="source round is not final"):
-        op.publish_release(1, h(50), 0, "https://ota.example/v1.onnx")
+        op.publish_release(1, h(50), 1000, 0, "https://ota.example/v1.onnx")
     fleet.finish(0, GENESIS, h(100))
-    op.publish_release(1, h(50), 0, "https://ota.example/v1.onnx")
+    for size in (0, 64 * 2**20 + 1):
+        with pytest.raises(LedgerRevert, match="release size out of bounds"):
+            op.publish_release(1, h(50), size, 0, "x")
+    op.publish_release(1, h(50), 1000, 0, "https://ota.example/v1.onnx")
     with pytest.raises(LedgerRevert, match="release version must be the next one"):
-        op.publish_release(3, h(51), 0, "x")
+        op.publish_release(3, h(51), 1000, 0, "x")
     rel = op.release(1)
-    assert (rel.onnx_sha256, rel.source_round, rel.uri, rel.revoked) == \
-        (h(50), 0, "https://ota.example/v1.onnx", False)
+    assert (rel.onnx_sha256, rel.size, rel.source_round, rel.uri, rel.revoked) == \
+        (h(50), 1000, 0, "https://ota.example/v1.onnx", False)
     op.revoke_release(1)
     assert op.release(1).revoked
     with pytest.raises(LedgerRevert, match="already revoked"):
