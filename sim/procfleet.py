@@ -73,10 +73,12 @@ class ProcessFleet:
 
     @classmethod
     def create(cls, root: Path, rpc_url: str, n: int, params: ChainParams, seed: int = 0,
-               training: str = "", telemetry: str = "") -> ProcessFleet:
+               training: str = "", telemetry: str = "", ota: str = 'policy = "swarm"'
+               ) -> ProcessFleet:
         """Deploy, register ``n`` vehicles and write their configs under ``root``. Each
         vehicle's source is the simulator's camera in its profile's town and weathers;
-        ``training`` and ``telemetry`` are TOML lines for those sections."""
+        ``training``, ``telemetry`` and ``ota`` are TOML lines for those sections (by default
+        each vehicle serves the swarm's latest final round)."""
         w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
         operator = Account.create()
         fund(w3, operator.address)
@@ -106,7 +108,7 @@ class ProcessFleet:
                 f'[p2p]\nlisten = "/ip4/127.0.0.1/tcp/{v.port}"\n'
                 f"bootstrap = [{', '.join(bootstrap)}]\n\n"
                 f'[chain]\nrpc_url = "{rpc_url}"\ncontract = "{contract}"\n\n'
-                f'[serve]\nsocket = "serve.sock"\n\n'
+                f'[serve]\nsocket = "serve.sock"\n\n[ota]\n{ota}\n\n'
                 + (f"[telemetry]\n{telemetry}\n" if telemetry else ""))
         return cls(root, rpc_url, contract, setups)
 

@@ -113,6 +113,18 @@ class Serve(Section):
     socket_mode: Annotated[int, Field(ge=0, le=0o777)] = 0o660  # who may ask: owner and group
 
 
+class Ota(Section):
+    # "release": serve the operator's releases (docs/spec/ota-v1.md), the default for driving;
+    # "swarm": serve each final swarm round (research fleets).
+    policy: Literal["release", "swarm"] = "release"
+    poll_s: PositiveFloat = 10.0  # how often the chain's releases are read
+    health_window_s: PositiveFloat = 60.0  # after a switch: watched, then kept or rolled back
+    latency_budget_ms: PositiveFloat = 50.0  # p99 per request, in the smoke test and the window
+    max_chain_age_s: PositiveFloat = 600.0  # an older chain head raises chain_frozen
+    audit_s: PositiveFloat = 60.0  # how often the installed files are hashed again
+    fetch_timeout_s: PositiveFloat = 120.0  # per source
+
+
 class Telemetry(Section):
     host: Annotated[str, Field(min_length=1)]
     port: Annotated[int, Field(ge=1, le=65535)] = 8883
@@ -134,6 +146,7 @@ class VehicleConfig(Section):
     p2p: P2P = P2P()
     chain: Chain
     serve: Serve
+    ota: Ota = Ota()
     telemetry: Telemetry | None = None  # no [telemetry]: none sent
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

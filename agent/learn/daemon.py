@@ -144,7 +144,7 @@ class LearnDaemon:
 
     def _on_round(self, vehicle: Vehicle, done: RoundDone) -> None:
         self.round = done.round
-        self.reporter.round_done(done)
+        self.reporter.round_done(done, vehicle.timings.get(done.round))
         self._queue(Queued(vehicle.model.copy(), done.model_hash.hex(), done.round, "round"))
         self.notifier.status(self.status_line())
 

@@ -15,7 +15,7 @@ import trio
 from agent.resources import cpu_s, rss_mb
 from agent.serve import installed
 from agent.serve.server import STATS_FILE, STATS_S
-from agent.swarm.driver import RoundDone
+from agent.swarm.driver import RoundDone, RoundTiming
 from agent.telemetry import Telemetry
 
 if TYPE_CHECKING:
@@ -95,12 +95,15 @@ class Reporter:
             "telemetry_dropped": self.telemetry.dropped if self.telemetry else 0,
         }
 
-    def round_done(self, done: RoundDone) -> None:
+    def round_done(self, done: RoundDone, timing: RoundTiming | None) -> None:
         if self.telemetry is not None:
+            seconds = {} if timing is None else {
+                k: round(getattr(timing, k), 4)
+                for k in ("train_s", "exchange_s", "merge_s", "commit_s", "round_s")}
             self.telemetry.publish("round", {
                 "round": done.round, "model": done.model_hash.hex(),
                 "committer": done.committer, "contributions": done.contributions,
-                "signers": done.signers, "verified": done.verified})
+                "signers": done.signers, "verified": done.verified, **seconds})
 
     def check_alarms(self, now: float) -> None:
         for alarm in ALARMS:

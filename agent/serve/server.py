@@ -11,6 +11,7 @@ and finishes with it, so no request in flight fails or sees half of a switch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -18,7 +19,7 @@ import os
 import stat
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -56,6 +57,26 @@ INLINE_BYTES = 16 * 32 * 32 * 3  # up to this many pixel bytes: inference on the
 LATENCIES = 4096  # recent request latencies kept for p50/p99
 STATS_FILE = "stats.json"
 STATS_S = 5.0
+HEALTH_KEPT = 4  # model files whose health figures the stats keep
+
+
+class NonFiniteOutput(Exception):
+    """The model answered NaN or infinity: a broken model, never a result to hand on."""
+
+
+@dataclass
+class ModelHealth:
+    """How one model file has answered since it was first served: what OTA's health window
+    judges (docs/spec/ota-v1.md)."""
+    requests: int = 0
+    errors: int = 0  # inferences that raised
+    nonfinite: int = 0  # inferences with a NaN or infinite output
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCIES))
+
+    def summary(self) -> dict[str, object]:
+        _, p99 = percentiles(self.latencies_ms)
+        return {"requests": self.requests, "errors": self.errors, "nonfinite": self.nonfinite,
+                "p99_ms": None if math.isnan(p99) else round(p99, 3)}
 
 
 @dataclass(frozen=True)
@@ -79,6 +100,7 @@ class Server:
         self.ready = trio.Event()
         self.requests = self.failures = self.switches = 0
         self.latencies_ms: deque[float] = deque(maxlen=LATENCIES)
+        self.health: dict[str, ModelHealth] = {}  # by model file sha256, the newest last
         self._pointer_seen: tuple[int, int, int] | None = None
         self._bad_pointer: tuple[int, int, int] | None = None
         self._clients = trio.Semaphore(cfg.serve.max_clients)
@@ -112,25 +134,46 @@ class Server:
         if seen in (self._pointer_seen, self._bad_pointer):
             return
         try:
-            entry = installed.current(self.state_dir)
+            pair = installed.pointer(self.state_dir)
+        except PointerError as e:
+            self._bad_pointer = seen
+            log.error("model_rejected error=%s (still serving %s)", e, self._serving())
+            return
+        if pair is None:
+            return
+        # The active file, else the standby: after a crash or a changed file, serve what
+        # still checks out rather than nothing.
+        for entry in (pair.active, pair.standby):
             if entry is None:
-                return
+                continue
             if self.model is not None and entry.sha256 == self.model.entry.sha256:
                 self._pointer_seen = seen
                 return
-            clf = await trio.to_thread.run_sync(
-                lambda: OnnxClassifier(installed.model_path(self.state_dir, entry),
-                                       self.cfg.serve.threads, sha256=entry.sha256))
-        except (PointerError, ModelFileError) as e:
-            self._bad_pointer = seen
-            log.error("model_rejected error=%s (still serving %s)", e,
-                      self.model.entry.model_hash[:12] if self.model else "nothing")
+            try:
+                clf = await trio.to_thread.run_sync(
+                    lambda e=entry: OnnxClassifier(installed.model_path(self.state_dir, e),
+                                                   self.cfg.serve.threads, sha256=e.sha256))
+            except ModelFileError as e:
+                log.error("model_rejected error=%s (still serving %s)", e, self._serving())
+                continue
+            self._switch(Loaded(clf, entry))
+            self._pointer_seen = seen
             return
-        old, self.model = self.model, Loaded(clf, entry)
-        self._pointer_seen, self.switches = seen, self.switches + (old is not None)
-        log.info("model_switched hash=%s version=%s source=%s from=%s", entry.model_hash[:12],
-                    entry.version, entry.source, old.entry.model_hash[:12] if old else "none")
+        self._bad_pointer = seen
+
+    def _switch(self, new: Loaded) -> None:
+        old, self.model = self.model, new
+        self.switches += old is not None
+        self.health.setdefault(new.entry.sha256, ModelHealth())
+        while len(self.health) > HEALTH_KEPT:
+            self.health.pop(next(iter(self.health)))
+        e = new.entry
+        log.info("model_switched hash=%s version=%s source=%s from=%s", e.model_hash[:12],
+                 e.version, e.source, old.entry.model_hash[:12] if old else "none")
         self.notifier.status(self.status_line())
+
+    def _serving(self) -> str:
+        return self.model.entry.model_hash[:12] if self.model else "nothing"
 
     # --- answering ------------------------------------------------------------------------------
 
@@ -139,18 +182,31 @@ class Server:
         if model is None:
             return error_answer(req.id, "no_model", "no model installed yet", None)
         t0 = time.perf_counter()
-        if req.kind == Kind.INFO:
-            objects: list[dict[str, object]] = []
-        elif req.pixels.size <= INLINE_BYTES:
-            # A few crops take well under a millisecond: handing them to a thread would cost
-            # two more wake-ups, each of which can wait behind the learner for a time slice.
-            objects = _infer(model.clf, req)
-        else:
-            objects = await trio.to_thread.run_sync(_infer, model.clf, req,
-                                                    limiter=self._workers)
+        health = self.health.setdefault(model.entry.sha256, ModelHealth())
+        try:
+            if req.kind == Kind.INFO:
+                objects: list[dict[str, object]] = []
+            elif req.pixels.size <= INLINE_BYTES:
+                # A few crops take well under a millisecond: handing them to a thread would
+                # cost two more wake-ups, each of which can wait behind the learner for a time
+                # slice.
+                objects = _infer(model.clf, req)
+            else:
+                objects = await trio.to_thread.run_sync(_infer, model.clf, req,
+                                                        limiter=self._workers)
+        except NonFiniteOutput:
+            health.requests, health.nonfinite = health.requests + 1, health.nonfinite + 1
+            log.error("model_output_nonfinite id=%s model=%s", req.id, model.entry.sha256[:12])
+            return error_answer(req.id, "internal", "the model gave a non-finite output",
+                                model.describe())
+        except Exception:
+            health.requests, health.errors = health.requests + 1, health.errors + 1
+            raise
         ms = (time.perf_counter() - t0) * 1000
         if req.kind != Kind.INFO:
             self.latencies_ms.append(ms)
+            health.requests += 1
+            health.latencies_ms.append(ms)
         info = model.describe() | {"classes": list(model.clf.info.classes),
                                    "input_size": model.clf.info.input_size}
         return {"v": VERSION, "id": req.id, "ok": True,
@@ -208,7 +264,9 @@ class Server:
             return False
         s = model.clf.info.input_size
         req = Request(0, Kind.CROPS, np.zeros((1, s, s, 3), np.uint8), np.zeros((0, 4)))
-        await trio.to_thread.run_sync(_infer, model.clf, req, limiter=self._workers)
+        # A NaN still means the service answers; judging the model is OTA's health window's job.
+        with contextlib.suppress(NonFiniteOutput):
+            await trio.to_thread.run_sync(_infer, model.clf, req, limiter=self._workers)
         return True
 
     async def watchdog(self) -> None:
@@ -228,7 +286,8 @@ class Server:
                      "refused": self.failures, "switches": self.switches,
                      "p50_ms": None if math.isnan(p50) else round(p50, 3),
                      "p99_ms": None if math.isnan(p99) else round(p99, 3),
-                     "rss_mb": round(rss_mb(), 1), "cpu_s": round(cpu_s(), 2), "model": model}
+                     "rss_mb": round(rss_mb(), 1), "cpu_s": round(cpu_s(), 2), "model": model,
+                     "models": {sha: h.summary() for sha, h in self.health.items()}}
             try:
                 await trio.to_thread.run_sync(atomic_write_bytes, path,
                                               json.dumps(stats).encode(), 0o640)
@@ -237,10 +296,7 @@ class Server:
             await trio.sleep(STATS_S)
 
     def percentiles(self) -> tuple[float, float]:
-        xs = sorted(self.latencies_ms)
-        if not xs:
-            return (math.nan, math.nan)
-        return xs[len(xs) // 2], xs[min(len(xs) - 1, math.ceil(0.99 * len(xs)) - 1)]
+        return percentiles(self.latencies_ms)
 
     def status_line(self) -> str:
         if self.model is None:
@@ -278,6 +334,14 @@ class Server:
                 _unlink_socket(self.cfg.serve.socket)
 
 
+def percentiles(latencies: deque[float]) -> tuple[float, float]:
+    """p50 and p99 of ``latencies``; NaN when there are none."""
+    xs = sorted(latencies)
+    if not xs:
+        return (math.nan, math.nan)
+    return xs[len(xs) // 2], xs[min(len(xs) - 1, math.ceil(0.99 * len(xs)) - 1)]
+
+
 def _infer(clf: OnnxClassifier, req: Request) -> list[dict[str, object]]:
     size, names = clf.info.input_size, clf.info.classes
     boxes: list[list[float] | None]
@@ -293,6 +357,8 @@ def _infer(clf: OnnxClassifier, req: Request) -> list[dict[str, object]]:
     else:
         batch, boxes = whole_image(req.pixels, size), [None]
     ids, scores = clf.classify(batch)
+    if not np.isfinite(scores).all():
+        raise NonFiniteOutput
     return [{"box": box, "class": names[i], "class_id": i, "score": round(s, 4)}
             for box, i, s in zip(boxes, ids.tolist(), scores.tolist(), strict=True)]
 

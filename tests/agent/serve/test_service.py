@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -159,7 +160,29 @@ def test_a_bad_model_is_refused_and_the_old_one_keeps_serving(trained, vehicle, 
         with connect(sock) as c:
             assert c.info()["model"]["hash"] == trained.model_hash
         pointer = json.loads((installed.serve_dir(state) / installed.POINTER).read_text())
-        assert pointer["version"] == 2  # the pointer stays: the learner decides what is next
+        assert pointer["active"]["version"] == 2  # it stays: the learner decides what is next
+    finally:
+        stop(proc)
+
+
+def test_a_changed_active_file_is_caught_at_start_and_the_standby_serves(trained, vehicle,
+                                                                         tmp_path):
+    cfg, state, sock, notify = vehicle
+    good = installed.install(state, trained.onnx.read_bytes(), trained.model_hash, 1, "release")
+    proto = onnx.load(trained.onnx)
+    proto.doc_string = "another build of the same weights"
+    installed.install(state, proto.SerializeToString(), trained.model_hash, 2, "release")
+    bad = installed.current(state)
+    assert bad is not None and installed.pointer(state).standby == good
+    path = installed.model_path(state, bad)
+    path.write_bytes(path.read_bytes()[:-1] + b"\x00")  # one byte flipped at rest
+    log = tmp_path / "serve.log"
+    proc = start(["serve", "--config", str(cfg)], notify, log=log)
+    try:
+        notify.wait_for("READY")
+        with connect(sock) as c:
+            assert c.info()["model"]["sha256"] == good.sha256
+        assert "sha256" in log.read_text() and "model_rejected" in log.read_text()
     finally:
         stop(proc)
 
