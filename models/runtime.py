@@ -24,6 +24,7 @@ class ModelInfo:
     input_size: int
     model_hash: str
     precision: str
+    round: int | None = None  # the swarm round it comes from, stamped on OTA releases
 
 
 def read_info(proto: onnx.ModelProto, path: Path) -> ModelInfo:
@@ -35,7 +36,8 @@ def read_info(proto: onnx.ModelProto, path: Path) -> ModelInfo:
     try:
         classes = tuple(json.loads(meta["classes"]))
         return ModelInfo(classes=classes, input_size=int(meta["input_size"]),
-                         model_hash=meta["model_hash"], precision=meta.get("precision", "fp32"))
+                         model_hash=meta["model_hash"], precision=meta.get("precision", "fp32"),
+                         round=int(meta["round"]) if "round" in meta else None)
     except (KeyError, ValueError, TypeError) as e:
         raise ModelFileError(f"model {path}: malformed swarmdrive metadata ({e})") from None
 

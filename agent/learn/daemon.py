@@ -26,6 +26,8 @@ from agent.learn.intake import CameraFeed, FolderWatch, keep, open_feed, poll_fo
 from agent.learn.publish import Published, publish
 from agent.learn.reporting import Reporter
 from agent.notify import Notifier
+from agent.ota.checks import SMOKE_CROPS
+from agent.ota.updater import Updater
 from agent.p2p.announce import Fleet
 from agent.p2p.identity import Identity
 from agent.p2p.node import NodeConfig
@@ -120,10 +122,11 @@ class LearnDaemon:
             sampler_seed=int(identity.address, 16) % 2**63)
         vcfg = DriverConfig(local_steps=t.local_steps, checkpoint=state / "learner.ckpt",
                             rounds=None if t.last_round is None else t.last_round + 1)
+        self.factory = self.learner.weights().copy()  # served again if every release is revoked
         self.vehicle, self.round = assemble(
             identity, fleet, AsyncLedger(ledger), self.learner,
             NodeConfig(listen=cfg.p2p.listen, bootstrap=tuple(cfg.p2p.bootstrap)), vcfg,
-            self.learner.weights(), on_round=self._on_round)
+            self.factory, on_round=self._on_round)
         self.watches = [FolderWatch(s.name, Path(s.uri), len(CLASSES),
                                     state / f"intake-{s.name}.seen")
                         for s in cfg.sources if _is_folder(s)]
@@ -135,6 +138,9 @@ class LearnDaemon:
         self.telemetry = None if cfg.telemetry is None else Telemetry(
             cfg.telemetry, identity.address, {"peer_id": str(identity.peer_id),
                                               "software": software_version()})
+        self.ota = None if cfg.ota.policy != "release" else Updater(
+            cfg.ota, state, cfg.serve.socket, self.vehicle.chain, self.vehicle.node,
+            self._recent_crops, self._serve_factory, self._report_ota)
         self.reporter = Reporter(self, self.telemetry)
         self.ready = trio.Event()
         self._queued: Queued | None = None
@@ -145,7 +151,8 @@ class LearnDaemon:
     def _on_round(self, vehicle: Vehicle, done: RoundDone) -> None:
         self.round = done.round
         self.reporter.round_done(done, vehicle.timings.get(done.round))
-        self._queue(Queued(vehicle.model.copy(), done.model_hash.hex(), done.round, "round"))
+        if self.cfg.ota.policy == "swarm":
+            self._queue(Queued(vehicle.model.copy(), done.model_hash.hex(), done.round, "round"))
         self.notifier.status(self.status_line())
 
     def _queue(self, q: Queued) -> None:
@@ -176,12 +183,36 @@ class LearnDaemon:
                      "-" if done.accuracy is None else f"{done.accuracy:.4f}")
 
     def _install_current_if_needed(self) -> None:
-        """At start: serve our current model unless it is already what serve has."""
+        """At start: serve our current model unless it is already what serve has (following
+        the swarm), or unless anything is installed at all (following releases)."""
         v = self.vehicle
         have = installed.current(self.cfg.vehicle.state_dir)
-        if have is None or have.model_hash != v.model_hash.hex():
+        if have is None or (self.cfg.ota.policy == "swarm"
+                            and have.model_hash != v.model_hash.hex()):
             source = "genesis" if self.round < 0 else "round"
             self._queue(Queued(v.model.copy(), v.model_hash.hex(), max(self.round, 0), source))
+
+    # --- OTA -----------------------------------------------------------------------------------
+
+    def _recent_crops(self) -> np.ndarray:
+        """Up to SMOKE_CROPS of the vehicle's newest crops (held-out ones first); seeded noise
+        before it has any."""
+        for held_out in (True, False):
+            images = self.buffer.load(held_out).images
+            if len(images):
+                return images[-SMOKE_CROPS:]
+        s = NetConfig().input_size
+        return np.random.default_rng(0).integers(0, 256, (SMOKE_CROPS, s, s, 3), np.uint8)
+
+    def _serve_factory(self) -> None:
+        factory = self.factory
+        layout = self.learner.layout
+        self._queue(Queued(factory.copy(), flat_hash(layout, factory), 0, "genesis"))
+
+    def _report_ota(self, body: dict[str, object]) -> None:
+        log.info("ota %s", " ".join(f"{k}={v}" for k, v in body.items()))
+        if self.telemetry is not None:
+            self.telemetry.publish("ota", body)
 
     # --- intake ---------------------------------------------------------------------------------
 
@@ -263,6 +294,8 @@ class LearnDaemon:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.vehicle.run)
             nursery.start_soon(self._installer)
+            if self.ota is not None:
+                nursery.start_soon(self.ota.run)
             for w in self.watches:
                 nursery.start_soon(self._watch_folder, w)
             for f in self.feeds:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from agent.ota.updater import ALARMS as OTA_ALARMS
 from agent.resources import cpu_s, rss_mb
 from agent.serve import installed
 from agent.serve.server import STATS_FILE, STATS_S
@@ -66,8 +67,13 @@ def _verify_mismatch(d: LearnDaemon, now: float) -> str | None:
     return f"{n} commitments did not match our own merge" if n else None
 
 
+def _ota(name: str) -> Alarm:
+    return Alarm(name, lambda d, now: d.ota.alarms.get(name) if d.ota is not None else None)
+
+
 ALARMS = (Alarm("serve_down", _serve_down), Alarm("no_peers", _lonely),
-          Alarm("install_failed", _install_failed), Alarm("verify_mismatch", _verify_mismatch))
+          Alarm("install_failed", _install_failed), Alarm("verify_mismatch", _verify_mismatch),
+          *(_ota(name) for name in OTA_ALARMS))
 
 
 class Reporter:
@@ -80,12 +86,17 @@ class Reporter:
         train, held = d.buffer.counts()
         pub = d.published
         serve = _serve_stats(d) or {}
+        try:
+            active = installed.current(d.cfg.vehicle.state_dir)
+        except installed.PointerError:
+            active = None
         return {
             "round": d.round,
             "model": d.vehicle.model_hash.hex(),
-            "serving": ({"hash": pub.entry.model_hash, "version": pub.entry.version}
-                        if pub else None),
-            "accuracy": pub.accuracy if pub else None,
+            "serving": ({"hash": active.model_hash, "version": active.version,
+                         "source": active.source, "sha256": active.sha256} if active else None),
+            "accuracy": pub.accuracy if pub and active and pub.entry == active else None,
+            "ota": d.ota.status() if d.ota is not None else None,
             "samples": {"train": train, "held_out": held},
             "peers": d.peers(),
             "cpu_s": round(cpu_s(), 2), "rss_mb": round(rss_mb(), 1),

@@ -38,7 +38,8 @@ REQUEST = struct.Struct("<4sBB32s")
 RESPONSE = struct.Struct("<BI")
 CHUNK = 64 << 10
 # The largest body each kind may have; a fetch also passes its own, tighter, expectation.
-MAX_BODY = {Kind.DELTA: MAX_PAYLOAD_BYTES, Kind.MODEL: 64 << 20, Kind.ANNOUNCEMENT: announce.SIZE}
+MAX_BODY = {Kind.DELTA: MAX_PAYLOAD_BYTES, Kind.MODEL: 64 << 20,
+            Kind.ANNOUNCEMENT: announce.SIZE, Kind.RELEASE: 64 << 20}
 
 
 class Status(IntEnum):

@@ -279,11 +279,12 @@ class Node:
     # --- fetch --------------------------------------------------------------------------------
 
     async def fetch(self, kind: Kind, key: bytes, max_size: int,
-                    prefer: Iterable[ID] = ()) -> bytes:
+                    prefer: Iterable[ID] = (), timeout_s: float | None = None) -> bytes:
         """``key``'s payload, hash-checked, from the admitted peers that may hold it: ``prefer``
         (the announcer) first, then the others, a new one every ``fetch_hedge_s`` or as soon as
-        one fails, at most ``fetch_parallel`` at once, all within one ``fetch_timeout_s``
-        deadline. Stored locally so that we can serve it too. Raises ``FetchError``."""
+        one fails, at most ``fetch_parallel`` at once, all within one deadline
+        (``timeout_s``, default ``fetch_timeout_s``). Stored locally so that we can serve it
+        too. Raises ``FetchError``."""
         have = self.store.get(kind, key)
         if have is not None:
             return have
@@ -300,7 +301,7 @@ class Node:
             # Where a fetch's time goes, for benchmarks/round.py: queueing for a slot here ...
             t1 = time.monotonic()
             self.stats["fetch_slot_wait_ms"] += int(1000 * (t1 - t0))
-            with trio.move_on_after(self.cfg.fetch_timeout_s) as deadline:
+            with trio.move_on_after(timeout_s or self.cfg.fetch_timeout_s) as deadline:
                 async with trio.open_nursery() as nursery:
                     failed = trio.Semaphore(0)
                     running = trio.Semaphore(self.cfg.fetch_parallel)

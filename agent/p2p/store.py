@@ -17,6 +17,7 @@ class Kind(IntEnum):
     DELTA = 0
     MODEL = 1
     ANNOUNCEMENT = 2  # keyed by the payload hash it announces, not by its own hash
+    RELEASE = 3  # an OTA release's ONNX file (docs/spec/ota-v1.md)
 
 
 class ContentStore:
