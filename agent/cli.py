@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import NoReturn
 
 from agent import logs
-from agent.commands import chain, config, export, infer, learn, serve, train
+from agent.commands import chain, config, export, infer, learn, release, serve, train
 from agent.exit_codes import ExitCode, exit_code_for
 
 COMMANDS_GROUP = "swarmdrive.commands"  # entry points: a module with add_parser(sub) and run
@@ -47,7 +47,8 @@ def _version() -> str:
 def command_modules() -> list[ModuleType]:
     """The subcommands: installed packages' first (the simulator), then the vehicle's."""
     plugins = sorted(entry_points(group=COMMANDS_GROUP), key=lambda ep: ep.name)
-    return [ep.load() for ep in plugins] + [train, export, infer, serve, learn, chain, config]
+    return [ep.load() for ep in plugins] + [train, export, infer, serve, learn, chain, release,
+                                            config]
 
 
 def _global_flags(parser: argparse.ArgumentParser, default: object) -> None:

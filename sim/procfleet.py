@@ -19,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from eth_account import Account
 from web3 import Web3
 
 from agent.learn.daemon import factory_hash
 from agent.p2p.identity import Identity
 from agent.serve import installed
 from agent.serve.client import ServeClient
-from chain.keys import new_key_file
+from chain.keys import load_key, new_key_file
 from chain.launch import Anvil, free_port, fund
 from chain.ledger import ChainParams, RoundFinal, Web3Ledger, deploy
 from models.classes import CLASSES
@@ -69,6 +68,7 @@ class ProcessFleet:
     rpc_url: str
     contract: str
     vehicles: list[VehicleSetup]
+    operator_key: Path  # the contract's operator (mode 0600): releases, membership
     procs: dict[tuple[str, int], subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @classmethod
@@ -80,7 +80,7 @@ class ProcessFleet:
         ``training``, ``telemetry`` and ``ota`` are TOML lines for those sections (by default
         each vehicle serves the swarm's latest final round)."""
         w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
-        operator = Account.create()
+        operator = new_key_file(root / "operator.key")
         fund(w3, operator.address)
         contract = deploy(w3, operator, bytes.fromhex(factory_hash()), params)
         ledger = Web3Ledger(w3, contract, operator)
@@ -110,10 +110,12 @@ class ProcessFleet:
                 f'[chain]\nrpc_url = "{rpc_url}"\ncontract = "{contract}"\n\n'
                 f'[serve]\nsocket = "serve.sock"\n\n[ota]\n{ota}\n\n'
                 + (f"[telemetry]\n{telemetry}\n" if telemetry else ""))
-        return cls(root, rpc_url, contract, setups)
+        return cls(root, rpc_url, contract, setups, root / "operator.key")
 
-    def ledger(self) -> Web3Ledger:
-        return Web3Ledger(Web3(Web3.HTTPProvider(self.rpc_url)), self.contract, None)
+    def ledger(self, operator: bool = False) -> Web3Ledger:
+        """The fleet contract, read-only or signing as its operator."""
+        account = load_key(self.operator_key) if operator else None
+        return Web3Ledger(Web3(Web3.HTTPProvider(self.rpc_url)), self.contract, account)
 
     def start(self, role: str, i: int, env: dict[str, str] | None = None
               ) -> subprocess.Popen[bytes]:

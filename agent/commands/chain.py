@@ -1,4 +1,4 @@
-"""``swarmdrive chain``: deploy the fleet contract, manage membership, read rounds and releases.
+"""``swarmdrive chain``: deploy the fleet contract, manage membership, read rounds.
 
 One subcommand per action, each with its own help. Every address, hash, URL and file is checked
 before the first request; web3 is imported only when a subcommand runs.
@@ -31,21 +31,11 @@ DEV_CHAIN_IDS = (31337, 1337)  # anvil/hardhat and geth --dev: test ETH is free 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     p = add_command(sub, common, "chain", "the fleet contract: deploy, membership, rounds",
-                    "The fleet's SwarmLedger contract: keys, deployment, membership, rounds and "
-                    "releases.")
+                    "The fleet's SwarmLedger contract: keys, deployment, membership and rounds "
+                    "(releases: 'swarmdrive release').")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION",
                                parser_class=type(p))
-    rpc = argparse.ArgumentParser(add_help=False)
-    rpc.add_argument("--rpc", default=os.environ.get(RPC_ENV), metavar="URL",
-                     help=f"JSON-RPC endpoint, http(s)://HOST:PORT (or set {RPC_ENV})")
-    contract = argparse.ArgumentParser(add_help=False)
-    contract.add_argument("--contract", default=os.environ.get(CONTRACT_ENV), metavar="ADDRESS",
-                          help=f"SwarmLedger address (or set {CONTRACT_ENV})")
-    key = argparse.ArgumentParser(add_help=False)
-    key.add_argument("--keystore", type=Path, metavar="FILE",
-                     help="key file (mode 0600) that signs transactions")
-    key.add_argument("--password-file", type=Path, metavar="FILE",
-                     help="file holding the password of an encrypted keystore")
+    rpc, contract, key = chain_options()
 
     def action(name: str, summary: str, *parents: argparse.ArgumentParser
                ) -> argparse.ArgumentParser:
@@ -102,8 +92,23 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     a.add_argument("--from-block", type=non_negative_int, default=0,
                    help="first block to read")
     a.set_defaults(run=rounds)
-    a = action("releases", "every published model release, one JSON line each", rpc, contract)
-    a.set_defaults(run=releases)
+
+
+def chain_options() -> tuple[argparse.ArgumentParser, ...]:
+    """The ``--rpc``, ``--contract`` and ``--keystore``/``--password-file`` option groups,
+    as parent parsers (``swarmdrive release`` uses them too)."""
+    rpc = argparse.ArgumentParser(add_help=False)
+    rpc.add_argument("--rpc", default=os.environ.get(RPC_ENV), metavar="URL",
+                     help=f"JSON-RPC endpoint, http(s)://HOST:PORT (or set {RPC_ENV})")
+    contract = argparse.ArgumentParser(add_help=False)
+    contract.add_argument("--contract", default=os.environ.get(CONTRACT_ENV), metavar="ADDRESS",
+                          help=f"SwarmLedger address (or set {CONTRACT_ENV})")
+    key = argparse.ArgumentParser(add_help=False)
+    key.add_argument("--keystore", type=Path, metavar="FILE",
+                     help="key file (mode 0600) that signs transactions")
+    key.add_argument("--password-file", type=Path, metavar="FILE",
+                     help="file holding the password of an encrypted keystore")
+    return rpc, contract, key
 
 
 def _need(value: Any, flag: str, action: str, what: str) -> Any:
@@ -333,9 +338,3 @@ def rounds(args: argparse.Namespace) -> int:
                   **asdict(e)})
     return 0
 
-
-def releases(args: argparse.Namespace) -> int:
-    ledger = _ledger(args, _web3(args), None)
-    for v in range(1, ledger.status().release_count + 1):
-        _out(asdict(ledger.release(v)))
-    return 0

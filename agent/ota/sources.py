@@ -100,6 +100,9 @@ def download(url: str, partial: Path, size: int, stopped: Callable[[], bool]) ->
         if got > size:
             partial.unlink(missing_ok=True)
         raise
+    if got < size:
+        raise SourceError(f"mirror {url}: the connection ended after {got} of {size} bytes "
+                          "(the part is kept; the next try resumes)")
     return partial.read_bytes()
 
 

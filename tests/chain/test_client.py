@@ -68,7 +68,7 @@ def test_every_client_call_refuses_an_address_without_code(anvil, tmp_path):
     key = tmp_path / "op.key"
     key.write_text("0x" + "33" * 32)
     key.chmod(0o600)
-    for argv in (["status"], ["rounds"], ["releases"],
+    for argv in (["status"], ["rounds"],
                  ["register", "0x" + "cd" * 20, "--keystore", str(key)]):
         r = swarmdrive("chain", *argv, "--rpc", anvil.url, "--contract", empty)
         assert_one_line_error(r, ExitCode.CHAIN_NO_CONTRACT, "no contract at this address")
