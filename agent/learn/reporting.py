@@ -119,6 +119,8 @@ class Reporter:
     def check_alarms(self, now: float) -> None:
         for alarm in ALARMS:
             detail = alarm.check(self.daemon, now)
+            if detail is not None and self.raised.get(alarm.name) not in (None, detail):
+                self.raised.pop(alarm.name)  # raised again, for another reason: say so
             if (detail is not None) == (alarm.name in self.raised):
                 continue
             if detail is not None:
