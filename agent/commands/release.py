@@ -18,6 +18,7 @@ from agent.commands.chain import (
     _ledger,
     _need,
     _out,
+    _password,
     _signing_ledger,
     _web3,
     chain_options,
@@ -60,6 +61,16 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     a = add_command(actions, common, "list", "every release, one JSON line each",
                     parents=(rpc, contract))
     a.set_defaults(run=list_releases)
+    a = add_command(actions, common, "seed", "serve release files to the fleet's vehicles over "
+                    "libp2p until stopped (the key must be a vehicle or an observer)",
+                    parents=(rpc, contract, key))
+    a.add_argument("files", type=Path, nargs="+", metavar="FILE",
+                   help="release files ('release publish --out'), each a release on chain")
+    a.add_argument("--listen", default="/ip4/0.0.0.0/tcp/4002", metavar="MULTIADDR",
+                   help="where to listen")
+    a.add_argument("--bootstrap", nargs="*", default=[], metavar="MULTIADDR",
+                   help="vehicles to dial: /ip4/HOST/tcp/PORT/p2p/PEER_ID")
+    a.set_defaults(run=seed)
 
 
 def _check_uri(uri: str) -> str:
@@ -174,6 +185,61 @@ def revoke(args: argparse.Namespace) -> int:
     ledger = _signing_ledger(args)
     ledger.revoke_release(version)
     _out(asdict(ledger.release(version)))
+    return 0
+
+
+def seed(args: argparse.Namespace) -> int:
+    import hashlib
+    import signal
+
+    import trio
+    from pydantic import ValidationError
+
+    from agent.config.schema import P2P
+    from agent.ota.seed import seed as run_seed
+    from agent.p2p.announce import Fleet
+    from agent.p2p.identity import Identity
+    from agent.swarm.chainview import AsyncLedger
+    from chain.keys import load_key
+
+    try:  # the vehicle config's own rules for these addresses
+        P2P(listen=args.listen, bootstrap=args.bootstrap)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise UsageError(f"--{err['loc'][0]}: {err['msg'].removeprefix('Value error, ')}"
+                         ) from None
+    for path in args.files:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+    account = load_key(_need(args.keystore, "--keystore FILE", "seed",
+                             "the key the node runs under"), _password(args))
+    w3 = _web3(args)
+    ledger = _ledger(args, w3, None)
+    if not (ledger.is_vehicle(account.address) or account.address in ledger.observers()):
+        raise UsageError(f"account {account.address} is neither a vehicle nor an observer of "
+                         f"this fleet, so no vehicle would talk to it: the operator runs "
+                         f"'swarmdrive chain observe {account.address}' first")
+    releases = {ledger.release(v).onnx_sha256 for v in range(1, ledger.status().release_count
+                                                              + 1)}
+    files = {}
+    for path in args.files:
+        data = path.read_bytes()
+        key = hashlib.sha256(data).digest()
+        if key not in releases:
+            raise UsageError(f"{path}: its sha256 names no release on chain")
+        files[key] = data
+    fleet = Fleet(int(w3.eth.chain_id), bytes.fromhex(ledger.address[2:]))
+    identity = Identity.from_secret(bytes(account.key))
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_seed, identity, fleet, AsyncLedger(ledger), files,
+                               args.listen, tuple(args.bootstrap))
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+
+    trio.run(main)
     return 0
 
 
