@@ -16,6 +16,12 @@ spent training or waiting for slower vehicles to train.
 
 Each figure is the median over ``--repeats`` runs of the fleet (default 3).
 
+With ``--processes`` each vehicle is its own pair of processes (``swarmdrive sim
+--processes``: anvil, mosquitto, a serve and a learn per vehicle), as on the road but sharing
+this machine's cores; the figures come from each vehicle's round telemetry. In one process all
+vehicles share one trio loop, so every fetch waits behind every other vehicle's traffic and
+exchange grows about n^2 there: a simulator artefact, not a vehicle's cost.
+
 Prints {"4": {...}, "8": {...}, "16": {...}} as its last line.
 """
 
@@ -25,10 +31,17 @@ import argparse
 import json
 import logging
 import statistics
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 
 from benchmarks.common import log, setup_threads
+from chain.ledger import ChainParams
+from models.net import NetConfig
+from sim.datasets import fleet_test_set
 from sim.fleet import FleetConfig, make_fleet_data
 from sim.netfleet import NetResult, run_swarm_p2p
+from sim.procfleet import ProcessResult, run_process_fleet
 
 
 def summarise(result: NetResult, rounds: int) -> dict[str, float]:
@@ -65,16 +78,52 @@ def summarise(result: NetResult, rounds: int) -> dict[str, float]:
     return {k: round(v, 4) for k, v in out.items()}
 
 
+def summarise_processes(result: ProcessResult) -> dict[str, float]:
+    """The same figures from the vehicles' round telemetry (steady state: round 1 on)."""
+    reports = [m for m in result.round_reports if int(str(m["round"])) >= 1 and "train_s" in m]
+
+    def mean(key: str, only: Callable[[dict[str, object]], bool] = lambda m: True) -> float:
+        xs = [float(str(m[key])) for m in reports if only(m)]
+        return statistics.fmean(xs) if xs else 0.0
+
+    out = {k: mean(k) for k in ("train_s", "exchange_s", "merge_s", "round_s")}
+    out["commit_s"] = mean("commit_s", lambda m: float(str(m["commit_s"])) > 0)
+    out["overhead_share"] = ((out["exchange_s"] + out["merge_s"] + out["commit_s"])
+                             / out["round_s"] if out["round_s"] else 0.0)
+    out["reports"] = len(reports)
+    out["seconds"] = result.seconds
+    return {k: round(v, 4) for k, v in out.items()}
+
+
+def run_processes(n: int, rounds: int) -> dict[str, float]:
+    cfg = FleetConfig(vehicles=n, rounds=rounds + 1)
+    majority = n // 2 + 1
+    params = ChainParams(majority, majority, 120, 20, 60)
+    test = fleet_test_set(cfg.seed, 1, NetConfig().input_size)
+    with tempfile.TemporaryDirectory(prefix="swarmdrive-round-") as tmp:
+        result = run_process_fleet(cfg, test, Path(tmp), params)
+    hashes = {str(v["model_hash"]) for v in result.vehicles.values()}
+    return summarise_processes(result) | {"agree": float(hashes == {result.chain_model_hash})}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--fleets", type=int, nargs="+", default=[4, 8, 16])
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--processes", action="store_true",
+                   help="one serve and one learn process per vehicle (anvil, mosquitto)")
     args = p.parse_args()
     setup_threads()
     logging.getLogger("libp2p").setLevel(logging.CRITICAL)
     out: dict[str, dict[str, float]] = {}
     for n in args.fleets:
+        if args.processes:
+            runs = [run_processes(n, args.rounds) for _ in range(args.repeats)]
+            for r in runs:
+                log(f"{n} vehicles (processes): {r}")
+            out[str(n)] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            continue
         cfg = FleetConfig(vehicles=n, rounds=args.rounds)
         data = make_fleet_data(cfg)
         runs = []

@@ -159,6 +159,7 @@ class Ledger(Protocol):
     def observers(self) -> list[str]: ...
     def head(self) -> int: ...
     def head_time(self) -> tuple[int, int]: ...
+    def latest_block_time(self) -> int: ...
     def events(self, from_block: int, to_block: int) -> list[ChainEvent]: ...
     def commitments(self, from_block: int = 0, to_block: int | None = None
                     ) -> list[RoundCommitment]: ...
@@ -389,6 +390,11 @@ class Web3Ledger:
         node is building now (the latest block's is up to a block interval old)."""
         block = self._retry("pending block", lambda: self.w3.eth.get_block("pending"))
         return int(block["number"]) - 1, int(block["timestamp"])
+
+    def latest_block_time(self) -> int:
+        """The newest block's timestamp: how fresh the node's view of the chain is."""
+        block = self._retry("latest block", lambda: self.w3.eth.get_block("latest"))
+        return int(block["timestamp"])
 
     def vehicles(self) -> list[str]:
         """The registered vehicles in the contract's rotation order (``vehicle_at``)."""

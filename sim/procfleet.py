@@ -227,6 +227,7 @@ class ProcessResult:
     chain_model_hash: str
     rounds: list[dict[str, object]]
     telemetry: dict[str, dict[str, int]]  # vehicle -> topic leaf -> messages received
+    round_reports: list[dict[str, object]]  # every vehicle's round messages (with timings)
     contract: str
     seconds: float
     model: CropNet  # the chain's final model
@@ -257,9 +258,10 @@ def run_process_fleet(cfg: FleetConfig, test: CropSet, root: Path, params: Chain
             finally:
                 fleet.stop_all()
             counts = watch.summary()
+            reports = [m for t, m in watch.log if t.endswith("/round")]
     vehicles, model = fleet.evaluate(test, served)
     chain_hash = finals[-1].model_hash.hex()
     rounds = [{"round": f.round, "model_hash": f.model_hash.hex(), "signers": len(f.signers),
                "block": f.block} for f in finals]
-    return ProcessResult(vehicles, chain_hash, rounds, counts, fleet.contract,
+    return ProcessResult(vehicles, chain_hash, rounds, counts, reports, fleet.contract,
                          time.monotonic() - t0, model)

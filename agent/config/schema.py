@@ -120,7 +120,7 @@ class Ota(Section):
     poll_s: PositiveFloat = 10.0  # how often the chain's releases are read
     health_window_s: PositiveFloat = 60.0  # after a switch: watched, then kept or rolled back
     latency_budget_ms: PositiveFloat = 50.0  # p99 per request, in the smoke test and the window
-    max_chain_age_s: PositiveFloat = 600.0  # an older chain head raises chain_frozen
+    max_chain_age_s: PositiveFloat = 600.0  # an older newest block raises chain_frozen
     audit_s: PositiveFloat = 60.0  # how often the installed files are hashed again
     fetch_timeout_s: PositiveFloat = 120.0  # per source
 

@@ -139,7 +139,9 @@ class LearnDaemon:
             cfg.telemetry, identity.address, {"peer_id": str(identity.peer_id),
                                               "software": software_version()})
         self.ota = None if cfg.ota.policy != "release" else Updater(
-            cfg.ota, state, cfg.serve.socket, self.vehicle.chain, self.vehicle.node,
+            # Its own lane to the chain: a round's transaction waiting for a block must not hold
+            # up the freeze check, nor a release.
+            cfg.ota, state, cfg.serve.socket, AsyncLedger(ledger), self.vehicle.node,
             self._recent_crops, self._serve_factory, self._report_ota)
         self.reporter = Reporter(self, self.telemetry)
         self.ready = trio.Event()

@@ -114,8 +114,7 @@ class Updater:
 
     async def step(self) -> None:
         ledger = self.chain.ledger
-        _, chain_time = await self.chain.run(ledger.head_time)
-        self._check_freeze(float(chain_time))
+        self._check_freeze(float(await self.chain.run(ledger.latest_block_time)))
         if time.monotonic() - self._audited >= self.cfg.audit_s:
             self._audited = time.monotonic()
             await trio.to_thread.run_sync(self.audit)
@@ -289,8 +288,8 @@ class Updater:
 
     # --- guards ---------------------------------------------------------------------------------
 
-    def _check_freeze(self, chain_time: float) -> None:
-        age = time.time() - chain_time
+    def _check_freeze(self, newest_block: float) -> None:
+        age = time.time() - newest_block
         self._set_alarm("chain_frozen", f"the chain's newest block is {age:.0f} s old"
                         if age > self.cfg.max_chain_age_s else None)
 

@@ -249,6 +249,7 @@ class Vehicle:
             engine.set_committee(committee)
         allowed = frozenset([*committee, *members(self._changes, role="observer")])
         if self._changes and allowed != self.node.gate.allowed:
+            log.info("admission_changed allowed=%d", len(allowed))
             self.node.set_allowed(allowed)
 
     def _on_chain(self, e: ChainEvent) -> None:

@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +27,11 @@ import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
+from web3 import Web3
 
 from agent.serve import installed
 from agent.serve.client import ServeClient, ServeError
+from chain.keys import new_key_file
 from chain.ledger import ChainParams, Web3Ledger
 from models.onnx_format import INPUT_NAME, OUTPUT_NAME
 from sim.mosquitto import Mosquitto
@@ -42,7 +46,7 @@ PARAMS = ChainParams(min_peers=3, quorum=3, round_timeout=30, fallback_slot=10,
                      finalize_window=30)
 TRAINING = "local_steps = 5\nmin_samples = 16\ncpu_share = 1.0\nschedule_rounds = 50"
 OTA = ('policy = "release"\npoll_s = 1.0\nhealth_window_s = 6.0\nlatency_budget_ms = 250.0\n'
-       "audit_s = 2.0\nfetch_timeout_s = 20.0")
+       "audit_s = 2.0\nfetch_timeout_s = 20.0\nmax_chain_age_s = 20.0")
 SERVE_WITHIN_S = 60.0  # the issue's bound: publish to every vehicle serving it
 
 
@@ -99,16 +103,32 @@ class Fleet:
                     out.append((topic, json.loads(payload)))
         return out
 
-    def wait_alarm(self, name: str, words: str) -> None:
-        """Every vehicle raised ``name`` with ``words`` in its detail."""
+    def wait_alarm(self, name: str, words: str, since: float = 0.0,
+                   active: bool = True) -> None:
+        """Every vehicle raised (or cleared) ``name`` with ``words`` in its detail."""
         def raised() -> bool:
             hit = {t for t, m in self.messages("alarm")
-                   if m["alarm"] == name and m["active"] and words in str(m["detail"])}
+                   if m["alarm"] == name and m["active"] == active
+                   and words in str(m["detail"]) and float(str(m["ts"])) >= since}
             return len(hit) == VEHICLES
         wait_until(raised, f"alarm {name} ({words}) from every vehicle", timeout=4 * WAIT_S)
 
+    def good_bytes(self) -> bytes:
+        return next(d for d in self.published.values()
+                    if hashlib.sha256(d).hexdigest() == self.good)
+
     def assert_still_good(self) -> None:
         assert self.served() == [self.good] * VEHICLES
+
+    def rpc(self, method: str, *params: object) -> object:
+        return Web3(Web3.HTTPProvider(self.procs.rpc_url)).provider.make_request(
+            method, list(params))["result"]  # type: ignore[arg-type]
+
+    def steps(self, version: int, vehicle: int | None = None) -> list[str]:
+        """The OTA steps reported for ``version`` (by one vehicle, or by all)."""
+        who = None if vehicle is None else self.procs.vehicles[vehicle].address
+        return [str(m["step"]) for t, m in self.messages("ota")
+                if m["version"] == version and (who is None or t.split("/")[2] == who)]
 
 
 @pytest.fixture(scope="module")
@@ -227,6 +247,98 @@ def test_bytes_that_do_not_match_the_chain_are_never_installed(fleet):
     fleet.assert_still_good()
 
 
+def observer(fleet: Fleet, name: str) -> Path:
+    """A new key the operator lists as an observer, once every vehicle lets it connect."""
+    key = fleet.procs.root / f"{name}.key"
+    account = new_key_file(key)
+    op = fleet.operator
+    op.set_observer(account.address, True)
+    allowed = f"admission_changed allowed={VEHICLES + len(op.observers())}"
+    logs = [v.folder / "learn.log" for v in fleet.procs.vehicles]
+    wait_until(lambda: all(allowed in p.read_text(errors="replace") for p in logs),
+               "every vehicle admitting the observer", timeout=4 * WAIT_S)
+    return key
+
+
+def test_a_seeding_node_alone_brings_a_release_to_the_fleet(fleet):
+    key = observer(fleet, "seeder")
+    ckpt, round_ = checkpoint_round(fleet)
+    out = fleet.releases / "seeded.onnx"
+    got = fleet.swarmdrive("release", "publish", "--round", round_, "--checkpoint", ckpt,
+                           "--out", out, "--keystore", fleet.procs.operator_key)
+    assert got["uri"] == ""  # no mirror: fleet peers only
+    sha = hashlib.sha256(out.read_bytes()).hexdigest()
+    bootstrap = [f"/ip4/127.0.0.1/tcp/{v.port}/p2p/{v.peer_id}" for v in fleet.procs.vehicles]
+    seeder = subprocess.Popen(
+        [sys.executable, "-m", "agent", "release", "seed", str(out), "--keystore", str(key),
+         "--listen", "/ip4/127.0.0.1/tcp/0", "--bootstrap", *bootstrap,
+         "--rpc", fleet.procs.rpc_url, "--contract", fleet.procs.contract],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        fleet.wait_serving(sha, "every vehicle serving the seeded release",
+                           timeout=SERVE_WITHIN_S)
+    finally:
+        seeder.terminate()
+        seeder.wait(WAIT_S)
+    assert seeder.returncode == 0
+    version = int(str(got["version"]))
+    wait_until(lambda: fleet.steps(version).count("healthy") == VEHICLES, "healthy everywhere")
+    sources = {m["source"] for t, m in fleet.messages("ota")
+               if m["version"] == version and m["step"] == "fetched"}
+    assert sources == {"peer"}
+    fleet.good = sha
+    fleet.published[version] = out.read_bytes()
+
+
+# A fleet member (an observer key) whose node serves other bytes under a release's hash.
+FORGER = """
+import sys
+from pathlib import Path
+
+import trio
+from web3 import Web3
+
+from agent.ota.seed import seed
+from agent.p2p.announce import Fleet
+from agent.p2p.identity import Identity
+from agent.swarm.chainview import AsyncLedger
+from chain.keys import load_key
+from chain.ledger import Web3Ledger
+
+rpc, contract, key, sha, forged, *bootstrap = sys.argv[1:]
+w3 = Web3(Web3.HTTPProvider(rpc))
+account = load_key(Path(key))
+trio.run(seed, Identity.from_secret(bytes(account.key)),
+         Fleet(w3.eth.chain_id, bytes.fromhex(contract[2:])),
+         AsyncLedger(Web3Ledger(w3, contract, None)),
+         {bytes.fromhex(sha): Path(forged).read_bytes()}, "/ip4/127.0.0.1/tcp/0",
+         tuple(bootstrap))
+"""
+
+
+def test_a_peer_serving_other_bytes_under_the_release_hash_is_refused(fleet):
+    key = observer(fleet, "forger")
+    good = fleet.good_bytes()
+    round_ = json.loads(onnx_meta(good)["swarmdrive.round"])
+    real = stamp(good, "never served")
+    forged = fleet.procs.root / "forged.onnx"
+    forged.write_bytes(stamp(good, "forged"))
+    real_sha = hashlib.sha256(real).digest()
+    bootstrap = [f"/ip4/127.0.0.1/tcp/{v.port}/p2p/{v.peer_id}" for v in fleet.procs.vehicles]
+    forger = subprocess.Popen([sys.executable, "-c", FORGER, fleet.procs.rpc_url,
+                               fleet.procs.contract, str(key), real_sha.hex(), str(forged),
+                               *bootstrap], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        op = fleet.operator
+        op.publish_release(op.status().release_count + 1, real_sha, len(real), round_, "")
+        fleet.wait_alarm("ota_failed", "payload hash does not match")
+    finally:
+        forger.terminate()
+        forger.wait(WAIT_S)
+    fleet.assert_still_good()
+
+
 def test_a_mirror_streaming_past_the_size_is_cut_off(fleet):
     data = stamp(fleet.published[1], "endless")
     round_ = json.loads(onnx_meta(data)["swarmdrive.round"])
@@ -290,6 +402,54 @@ def test_a_model_file_changed_on_disk_is_caught_and_repaired(fleet):
                timeout=4 * WAIT_S)
     wait_until(lambda: installed.file_sha256(path) == fleet.good, "the file repaired")
     fleet.assert_still_good()
+
+
+def test_a_learner_killed_in_the_middle_of_an_install_comes_back_serving_a_verified_model(fleet):
+    victim = 1
+    log = fleet.procs.vehicles[victim].folder / "learn.log"
+    before = log.stat().st_size
+    data = stamp(fleet.good_bytes(), "kill")
+    sha = hashlib.sha256(data).hexdigest()
+    round_ = json.loads(onnx_meta(data)["swarmdrive.round"])
+    version = fleet.publish_file(data, round_)
+    wait_until(lambda: f"ota version={version} step=installed" in
+               log.read_bytes()[before:].decode(errors="replace"), "the install on vehicle 1",
+               timeout=SERVE_WITHIN_S)
+    proc = fleet.procs.procs.pop(("learn", victim))
+    proc.send_signal(signal.SIGKILL)  # inside its health window: the switch is not confirmed
+    proc.wait()
+    entry = installed.current(fleet.procs.vehicles[victim].state)
+    assert entry is not None and installed.file_sha256(
+        installed.model_path(fleet.procs.vehicles[victim].state, entry)) == entry.sha256
+    fleet.procs.start("learn", victim)
+    fleet.wait_serving(sha, "every vehicle serving the release", timeout=SERVE_WITHIN_S)
+    wait_until(lambda: "healthy" in fleet.steps(version, victim), "vehicle 1 healthy again",
+               timeout=4 * WAIT_S)
+    fleet.good = sha
+
+
+def test_a_chain_that_stops_advancing_raises_chain_frozen(fleet):
+    t0 = time.time()
+    fleet.rpc("evm_setAutomine", False)
+    try:
+        fleet.wait_alarm("chain_frozen", "newest block", since=t0)
+    finally:
+        fleet.rpc("evm_setAutomine", True)
+    back = time.time()
+    fleet.wait_alarm("chain_frozen", "newest block", since=back, active=False)
+    fleet.assert_still_good()
+
+
+def test_a_chain_view_older_than_the_served_release_is_refused(fleet):
+    # Last: the chain goes back in time, as a stale or forged node would show it.
+    snapshot = fleet.rpc("evm_snapshot")
+    version, sha = publish_cli(fleet, "newest.onnx")
+    fleet.wait_serving(sha, "every vehicle serving the newest release", timeout=SERVE_WITHIN_S)
+    wait_until(lambda: fleet.steps(version).count("healthy") == VEHICLES, "healthy everywhere")
+    t0 = time.time()
+    assert fleet.rpc("evm_revert", snapshot) is True  # the chain forgets that release
+    fleet.wait_alarm("ota_rollback_refused", f"serves release {version}", since=t0)
+    assert fleet.served() == [sha] * VEHICLES  # nothing older was installed
 
 
 # --- crafted models -----------------------------------------------------------------------------
