@@ -111,7 +111,8 @@ def chain_options() -> tuple[argparse.ArgumentParser, ...]:
     return rpc, contract, key
 
 
-def _need(value: Any, flag: str, action: str, what: str) -> Any:
+def need(value: Any, flag: str, action: str, what: str) -> Any:
+    """``value``, or a ``UsageError`` saying which flag the action needs and why."""
     if value is None:
         raise UsageError(f"chain {action} needs {flag} ({what})")
     return value
@@ -130,14 +131,15 @@ def _hex32(text: str, name: str) -> bytes:
 def _address(text: str | None, flag: str, action: str, what: str) -> str:
     from web3 import Web3
 
-    value: str = _need(text, flag, action, what)
+    value: str = need(text, flag, action, what)
     if not Web3.is_address(value):
         raise UsageError(f"{flag.split()[0]} {value!r} is not an address (0x and 40 hex digits)")
     return str(Web3.to_checksum_address(value))
 
 
-def _web3(args: argparse.Namespace) -> Web3:
-    url = _need(args.rpc, "--rpc URL", args.action,
+def web3_for(args: argparse.Namespace) -> Web3:
+    """A web3 client for ``--rpc`` (checked: an http(s) URL with a sane port)."""
+    url = need(args.rpc, "--rpc URL", args.action,
                 f"the chain's JSON-RPC endpoint, or set {RPC_ENV}")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -154,7 +156,8 @@ def _web3(args: argparse.Namespace) -> Web3:
                                   exception_retry_configuration=None))
 
 
-def _password(args: argparse.Namespace) -> str | None:
+def read_password(args: argparse.Namespace) -> str | None:
+    """The keystore password from ``--password-file``, if one is given."""
     from chain.errors import KeyFileError
 
     path: Path | None = args.password_file
@@ -173,15 +176,15 @@ def _password(args: argparse.Namespace) -> str | None:
 def _signer(args: argparse.Namespace) -> LocalAccount:
     from chain.keys import load_key
 
-    path = _need(args.keystore, "--keystore FILE", args.action,
+    path = need(args.keystore, "--keystore FILE", args.action,
                  "the key that signs the transaction")
-    return load_key(path, _password(args))
+    return load_key(path, read_password(args))
 
 
-def _signing_ledger(args: argparse.Namespace) -> Web3Ledger:
+def signing_ledger(args: argparse.Namespace) -> Web3Ledger:
     """The contract, with the signer's key, once the signer is known to be able to pay gas."""
-    w3, account = _web3(args), _signer(args)
-    ledger = _ledger(args, w3, account)
+    w3, account = web3_for(args), _signer(args)
+    ledger = ledger_for(args, w3, account)
     _funded(w3, account)
     return ledger
 
@@ -198,7 +201,8 @@ def _funded(w3: Web3, account: LocalAccount) -> None:
                           "a real network send it ETH from a funded wallet")
 
 
-def _ledger(args: argparse.Namespace, w3: Web3, account: LocalAccount | None) -> Web3Ledger:
+def ledger_for(args: argparse.Namespace, w3: Web3, account: LocalAccount | None) -> Web3Ledger:
+    """The ``--contract`` SwarmLedger, signing with ``account`` if one is given."""
     from chain.ledger import Web3Ledger
 
     address = _address(args.contract, "--contract ADDRESS", args.action,
@@ -206,7 +210,8 @@ def _ledger(args: argparse.Namespace, w3: Web3, account: LocalAccount | None) ->
     return Web3Ledger(w3, address, account, retries=CLI_RPC_RETRIES)
 
 
-def _out(obj: Any) -> None:
+def print_json(obj: Any) -> None:
+    """One JSON line on stdout, bytes as 0x-hex."""
     def walk(v: Any) -> Any:
         if isinstance(v, dict):
             return {k: walk(x) for k, x in v.items()}
@@ -219,8 +224,8 @@ def _out(obj: Any) -> None:
 def keygen(args: argparse.Namespace) -> int:
     from chain.keys import new_key_file
 
-    path = _need(args.keystore, "--keystore FILE", args.action, "where to write the new key")
-    _out({"address": new_key_file(path, _password(args)).address, "keystore": str(path)})
+    path = need(args.keystore, "--keystore FILE", args.action, "where to write the new key")
+    print_json({"address": new_key_file(path, read_password(args)).address, "keystore": str(path)})
     return 0
 
 
@@ -232,7 +237,7 @@ def _params(args: argparse.Namespace) -> ChainParams:
 
 
 def _genesis(text: str | None) -> bytes:
-    value: str = _need(text, "--genesis factory|HEX|FILE", "deploy",
+    value: str = need(text, "--genesis factory|HEX|FILE", "deploy",
                        "the model every vehicle starts from: its hash, or a checkpoint")
     if value == "factory":
         from agent.learn.daemon import factory_hash
@@ -254,49 +259,49 @@ def _genesis(text: str | None) -> bytes:
 def deploy(args: argparse.Namespace) -> int:
     from chain.ledger import deploy as deploy_ledger
 
-    w3, account = _web3(args), _signer(args)
+    w3, account = web3_for(args), _signer(args)
     genesis = _genesis(args.genesis)
     _funded(w3, account)
     address = deploy_ledger(w3, account, genesis, _params(args), retries=CLI_RPC_RETRIES)
-    _out({"contract": address, "operator": account.address, "genesis": genesis.hex()})
+    print_json({"contract": address, "operator": account.address, "genesis": genesis.hex()})
     return 0
 
 
 def set_params(args: argparse.Namespace) -> int:
-    ledger = _signing_ledger(args)
+    ledger = signing_ledger(args)
     ledger.set_params(_params(args))
-    _out(asdict(ledger.status().params))
+    print_json(asdict(ledger.status().params))
     return 0
 
 
 def observe(args: argparse.Namespace) -> int:
     observer = _address(args.address, "ACCOUNT", args.action, "the observer's account")
-    ledger = _signing_ledger(args)
+    ledger = signing_ledger(args)
     ledger.set_observer(observer, not args.remove)
-    _out({"observers": ledger.observers()})
+    print_json({"observers": ledger.observers()})
     return 0
 
 
 def propose_operator(args: argparse.Namespace) -> int:
     new = _address(args.address, "ACCOUNT", args.action, "the new operator's account")
-    ledger = _signing_ledger(args)
+    ledger = signing_ledger(args)
     ledger.propose_operator(new)
-    _out({"operator": ledger.account.address, "proposed": new})
+    print_json({"operator": ledger.account.address, "proposed": new})
     return 0
 
 
 def accept_operator(args: argparse.Namespace) -> int:
-    ledger = _signing_ledger(args)
+    ledger = signing_ledger(args)
     ledger.accept_operator()
-    _out({"operator": ledger.status().operator})
+    print_json({"operator": ledger.status().operator})
     return 0
 
 
 def membership(args: argparse.Namespace) -> int:
     vehicle = _address(args.address, "VEHICLE", args.action, "the vehicle's account")
-    ledger = _signing_ledger(args)
+    ledger = signing_ledger(args)
     (ledger.register if args.action == "register" else ledger.revoke)(vehicle)
-    _out({args.action: vehicle, "vehicle_count": ledger.status().vehicle_count})
+    print_json({args.action: vehicle, "vehicle_count": ledger.status().vehicle_count})
     return 0
 
 
@@ -308,7 +313,7 @@ def fund(args: argparse.Namespace) -> int:
     from chain.ledger import with_retry
 
     account = _address(args.address, "ACCOUNT", args.action, "the account to fund")
-    w3 = _web3(args)
+    w3 = web3_for(args)
     chain_id = with_retry("chain id", lambda: w3.eth.chain_id, CLI_RPC_RETRIES)
     if chain_id not in DEV_CHAIN_IDS:
         raise UsageError(f"chain fund works on local dev chains only (chain id "
@@ -319,22 +324,22 @@ def fund(args: argparse.Namespace) -> int:
                          CLI_RPC_RETRIES)
     if balance < args.eth * 10**18:
         raise LedgerError(f"fund {account}: the transfer did not arrive")
-    _out({"account": account, "balance_wei": balance})
+    print_json({"account": account, "balance_wei": balance})
     return 0
 
 
 def status(args: argparse.Namespace) -> int:
-    _out(asdict(_ledger(args, _web3(args), None).status()))
+    print_json(asdict(ledger_for(args, web3_for(args), None).status()))
     return 0
 
 
 def rounds(args: argparse.Namespace) -> int:
     from chain.ledger import RoundCommitment, RoundFinal
 
-    ledger = _ledger(args, _web3(args), None)
+    ledger = ledger_for(args, web3_for(args), None)
     for e in ledger.events(args.from_block, ledger.head()):
         if isinstance(e, RoundCommitment | RoundFinal):
-            _out({"event": "committed" if isinstance(e, RoundCommitment) else "final",
+            print_json({"event": "committed" if isinstance(e, RoundCommitment) else "final",
                   **asdict(e)})
     return 0
 

@@ -15,13 +15,13 @@ from urllib.parse import urlsplit
 
 from agent.commands.args import UsageError, add_command, check_output_file, non_negative_int
 from agent.commands.chain import (
-    _ledger,
-    _need,
-    _out,
-    _password,
-    _signing_ledger,
-    _web3,
     chain_options,
+    ledger_for,
+    need,
+    print_json,
+    read_password,
+    signing_ledger,
+    web3_for,
 )
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ def publish(args: argparse.Namespace) -> int:
     uri = _check_uri(args.uri)
     _model_file(args)
     check_output_file(args.out)
-    ledger = _signing_ledger(args)
+    ledger = signing_ledger(args)
     status = ledger.status()
     if args.round >= status.rounds_final:
         raise UsageError(f"--round {args.round} is not final yet ({status.rounds_final} rounds "
@@ -175,16 +175,16 @@ def publish(args: argparse.Namespace) -> int:
     except LedgerError:
         args.out.unlink(missing_ok=True)
         raise
-    _out({"version": version, "onnx_sha256": sha, "size": len(data),
+    print_json({"version": version, "onnx_sha256": sha, "size": len(data),
           "source_round": args.round, "uri": uri, "out": str(args.out)})
     return 0
 
 
 def revoke(args: argparse.Namespace) -> int:
-    version = _need(args.version, "VERSION", "revoke", "the release to withdraw")
-    ledger = _signing_ledger(args)
+    version = need(args.version, "VERSION", "revoke", "the release to withdraw")
+    ledger = signing_ledger(args)
     ledger.revoke_release(version)
-    _out(asdict(ledger.release(version)))
+    print_json(asdict(ledger.release(version)))
     return 0
 
 
@@ -211,10 +211,10 @@ def seed(args: argparse.Namespace) -> int:
     for path in args.files:
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
-    account = load_key(_need(args.keystore, "--keystore FILE", "seed",
-                             "the key the node runs under"), _password(args))
-    w3 = _web3(args)
-    ledger = _ledger(args, w3, None)
+    account = load_key(need(args.keystore, "--keystore FILE", "seed",
+                             "the key the node runs under"), read_password(args))
+    w3 = web3_for(args)
+    ledger = ledger_for(args, w3, None)
     if not (ledger.is_vehicle(account.address) or account.address in ledger.observers()):
         raise UsageError(f"account {account.address} is neither a vehicle nor an observer of "
                          f"this fleet, so no vehicle would talk to it: the operator runs "
@@ -244,7 +244,7 @@ def seed(args: argparse.Namespace) -> int:
 
 
 def list_releases(args: argparse.Namespace) -> int:
-    ledger = _ledger(args, _web3(args), None)
+    ledger = ledger_for(args, web3_for(args), None)
     for v in range(1, ledger.status().release_count + 1):
-        _out(asdict(ledger.release(v)))
+        print_json(asdict(ledger.release(v)))
     return 0
