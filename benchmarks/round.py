@@ -95,13 +95,13 @@ def summarise_processes(result: ProcessResult) -> dict[str, float]:
     return {k: round(v, 4) for k, v in out.items()}
 
 
-def run_processes(n: int, rounds: int) -> dict[str, float]:
+def run_processes(n: int, rounds: int, cpu_share: float) -> dict[str, float]:
     cfg = FleetConfig(vehicles=n, rounds=rounds + 1)
     majority = n // 2 + 1
     params = ChainParams(majority, majority, 120, 20, 60)
     test = fleet_test_set(cfg.seed, 1, NetConfig().input_size)
     with tempfile.TemporaryDirectory(prefix="swarmdrive-round-") as tmp:
-        result = run_process_fleet(cfg, test, Path(tmp), params)
+        result = run_process_fleet(cfg, test, Path(tmp), params, cpu_share=cpu_share)
     hashes = {str(v["model_hash"]) for v in result.vehicles.values()}
     return summarise_processes(result) | {"agree": float(hashes == {result.chain_model_hash})}
 
@@ -113,13 +113,17 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--processes", action="store_true",
                    help="one serve and one learn process per vehicle (anvil, mosquitto)")
+    p.add_argument("--cpu-share", type=float, default=0.5,
+                   help="with --processes: each learner's training budget (training.cpu_share; "
+                        "the vehicle's default 0.5 leaves the CPU free half the time, as a "
+                        "vehicle's own cores would be)")
     args = p.parse_args()
     setup_threads()
     logging.getLogger("libp2p").setLevel(logging.CRITICAL)
     out: dict[str, dict[str, float]] = {}
     for n in args.fleets:
         if args.processes:
-            runs = [run_processes(n, args.rounds) for _ in range(args.repeats)]
+            runs = [run_processes(n, args.rounds, args.cpu_share) for _ in range(args.repeats)]
             for r in runs:
                 log(f"{n} vehicles (processes): {r}")
             out[str(n)] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}

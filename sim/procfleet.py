@@ -235,13 +235,13 @@ class ProcessResult:
 
 def run_process_fleet(cfg: FleetConfig, test: CropSet, root: Path, params: ChainParams,
                       progress: Callable[[RoundFinal], None] | None = None,
-                      timeout_s: float = 3600.0) -> ProcessResult:
+                      timeout_s: float = 3600.0, cpu_share: float = 1.0) -> ProcessResult:
     """``cfg.rounds`` rounds of a fleet of real processes (anvil, mosquitto, a serve and a
     learn per vehicle) under ``root``; each vehicle stops taking part after the last round."""
     t0 = time.monotonic()
     training = (f"local_steps = {cfg.local_steps}\nbatch_size = {cfg.batch_size}\n"
                 f"lr = {cfg.lr}\nschedule_rounds = {cfg.rounds}\nmin_samples = 32\n"
-                f"cpu_share = 1.0\nlast_round = {cfg.rounds - 1}")
+                f"cpu_share = {cpu_share}\nlast_round = {cfg.rounds - 1}")
     with Anvil(root / "anvil.json") as chain, Mosquitto(root / "mosquitto") as broker:
         telemetry = (f'host = "127.0.0.1"\nport = {broker.port}\ntls = false\n'
                      "interval_s = 5.0")

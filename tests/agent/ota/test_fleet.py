@@ -316,26 +316,35 @@ trio.run(seed, Identity.from_secret(bytes(account.key)),
 """
 
 
-def test_a_peer_serving_other_bytes_under_the_release_hash_is_refused(fleet):
-    key = observer(fleet, "forger")
+def forger(fleet: Fleet, name: str, sha: bytes, body: bytes) -> subprocess.Popen[bytes]:
+    """A member node (a new observer key) serving ``body`` under ``sha``."""
+    key = observer(fleet, name)
+    path = fleet.procs.root / f"{name}.bin"
+    path.write_bytes(body)
+    bootstrap = [f"/ip4/127.0.0.1/tcp/{v.port}/p2p/{v.peer_id}" for v in fleet.procs.vehicles]
+    return subprocess.Popen([sys.executable, "-c", FORGER, fleet.procs.rpc_url,
+                             fleet.procs.contract, str(key), sha.hex(), str(path), *bootstrap],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ("other", "payload hash does not match"),  # other bytes under the release's hash
+    ("longer", "over the"),  # endless data: more than the release's size, refused up front
+])
+def test_a_peer_serving_bad_bytes_under_the_release_hash_is_refused(fleet, body, words):
     good = fleet.good_bytes()
     round_ = json.loads(onnx_meta(good)["swarmdrive.round"])
-    real = stamp(good, "never served")
-    forged = fleet.procs.root / "forged.onnx"
-    forged.write_bytes(stamp(good, "forged"))
+    real = stamp(good, f"never served ({body})")
     real_sha = hashlib.sha256(real).digest()
-    bootstrap = [f"/ip4/127.0.0.1/tcp/{v.port}/p2p/{v.peer_id}" for v in fleet.procs.vehicles]
-    forger = subprocess.Popen([sys.executable, "-c", FORGER, fleet.procs.rpc_url,
-                               fleet.procs.contract, str(key), real_sha.hex(), str(forged),
-                               *bootstrap], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    served = stamp(good, "forged") if body == "other" else real + b"\0" * (1 << 20)
+    proc = forger(fleet, f"forger-{body}", real_sha, served)
     try:
         op = fleet.operator
         op.publish_release(op.status().release_count + 1, real_sha, len(real), round_, "")
-        fleet.wait_alarm("ota_failed", "payload hash does not match")
+        fleet.wait_alarm("ota_failed", words)
     finally:
-        forger.terminate()
-        forger.wait(WAIT_S)
+        proc.terminate()
+        proc.wait(WAIT_S)
     fleet.assert_still_good()
 
 
