@@ -289,9 +289,12 @@ class Updater:
     # --- guards ---------------------------------------------------------------------------------
 
     def _check_freeze(self, newest_block: float) -> None:
-        age = time.time() - newest_block
-        self._set_alarm("chain_frozen", f"the chain's newest block is {age:.0f} s old"
-                        if age > self.cfg.max_chain_age_s else None)
+        # The detail names the block's time, not its age: it stays the same while the chain
+        # stays frozen, so the alarm is published once.
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(newest_block))
+        self._set_alarm("chain_frozen", f"no new block since {stamp}, more than "
+                        f"{self.cfg.max_chain_age_s:g} s ago"
+                        if time.time() - newest_block > self.cfg.max_chain_age_s else None)
 
     def audit(self) -> None:
         """Hash the active and standby files again; repair or drop one that changed."""
