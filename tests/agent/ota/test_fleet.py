@@ -328,21 +328,18 @@ def forger(fleet: Fleet, name: str, sha: bytes, body: bytes) -> subprocess.Popen
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize(("body", "words"), [
-    ("other", "payload hash does not match"),  # other bytes under the release's hash
-    ("longer", "over the"),  # endless data: more than the release's size, refused up front
-])
-def test_a_peer_serving_bad_bytes_under_the_release_hash_is_refused(fleet, body, words):
+def test_a_peer_serving_other_bytes_under_the_release_hash_is_refused(fleet):
+    # A peer offering more than the release's size is refused before the body is read
+    # (tests/agent/p2p/test_node.py, real hosts); the mirror's endless data is below.
     good = fleet.good_bytes()
     round_ = json.loads(onnx_meta(good)["swarmdrive.round"])
-    real = stamp(good, f"never served ({body})")
+    real = stamp(good, "never served")
     real_sha = hashlib.sha256(real).digest()
-    served = stamp(good, "forged") if body == "other" else real + b"\0" * (1 << 20)
-    proc = forger(fleet, f"forger-{body}", real_sha, served)
+    proc = forger(fleet, "forger", real_sha, stamp(good, "forged"))
     try:
         op = fleet.operator
         op.publish_release(op.status().release_count + 1, real_sha, len(real), round_, "")
-        fleet.wait_alarm("ota_failed", words)
+        fleet.wait_alarm("ota_failed", "payload hash does not match")
     finally:
         proc.terminate()
         proc.wait(WAIT_S)
