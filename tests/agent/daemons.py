@@ -108,3 +108,12 @@ def write_config(folder: Path, **sections: str) -> Path:
     path = folder / "vehicle.toml"
     path.write_text("".join(f"[{name}]\n{body}\n\n" for name, body in base.items() if body))
     return path
+
+
+def mosquitto_sub(port: int, log: Path) -> subprocess.Popen[bytes]:
+    """mosquitto's own client, writing every ``swarmdrive/#`` message to ``log`` as
+    ``TOPIC PAYLOAD`` lines."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port),
+                                 "-t", "swarmdrive/#", "-v"], stdout=out,
+                                stderr=subprocess.STDOUT)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from agent.serve.client import ServeClient
 from chain.ledger import ChainParams
 from sim.mosquitto import Mosquitto
 from sim.procfleet import ProcessFleet
-from tests.agent.daemons import WAIT_S, wait_until
+from tests.agent.daemons import WAIT_S, mosquitto_sub, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -55,10 +54,7 @@ def test_a_fleet_of_processes_rides_out_a_broker_outage_and_a_killed_learner(anv
                                 telemetry=telemetry)
     ledger = fleet.ledger()
     sub_log = tmp_path / "mosquitto_sub.log"
-    with open(sub_log, "wb") as out:
-        sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port),
-                                "-t", "swarmdrive/#", "-v"], stdout=out,
-                               stderr=subprocess.STDOUT)
+    sub = mosquitto_sub(broker.port, sub_log)
     try:
         for i in range(4):
             fleet.start("serve", i)

@@ -36,7 +36,7 @@ from chain.ledger import ChainParams, Web3Ledger
 from models.onnx_format import INPUT_NAME, OUTPUT_NAME
 from sim.mosquitto import Mosquitto
 from sim.procfleet import ProcessFleet
-from tests.agent.daemons import WAIT_S, wait_until
+from tests.agent.daemons import WAIT_S, mosquitto_sub, wait_until
 from tests.agent.ota.test_sources import Mirror
 
 pytestmark = pytest.mark.slow
@@ -141,10 +141,7 @@ def fleet(anvil, tmp_path_factory) -> Iterator[Fleet]:
                                 telemetry=telemetry, ota=OTA)
     mirror = Mirror()
     sub_log = root / "mosquitto_sub.log"
-    with open(sub_log, "wb") as out:
-        sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port),
-                                "-t", "swarmdrive/#", "-v"], stdout=out,
-                               stderr=subprocess.STDOUT)
+    sub = mosquitto_sub(broker.port, sub_log)
     try:
         for i in range(VEHICLES):
             procs.start("serve", i)
