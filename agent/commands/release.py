@@ -195,6 +195,7 @@ def seed(args: argparse.Namespace) -> int:
     import trio
     from pydantic import ValidationError
 
+    from agent import logs
     from agent.config.schema import P2P
     from agent.ota.seed import seed as run_seed
     from agent.p2p.announce import Fleet
@@ -230,6 +231,7 @@ def seed(args: argparse.Namespace) -> int:
         files[key] = data
     fleet = Fleet(int(w3.eth.chain_id), bytes.fromhex(ledger.address[2:]))
     identity = Identity.from_secret(bytes(account.key))
+    logs.setup_level("info", args.verbose)  # a long-running node: say what it serves, to whom
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:

@@ -251,8 +251,7 @@ class LearnDaemon:
                 f"serving round {served}")
 
     async def _until_joined(self) -> None:
-        while self.vehicle.engine is None:
-            await trio.sleep(0.05)
+        await self.vehicle.joined.wait()
         with trio.move_on_after(JOIN_WAIT_S if self.cfg.p2p.bootstrap else 0):
             while self.peers() == 0:
                 await trio.sleep(0.05)

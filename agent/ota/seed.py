@@ -30,7 +30,7 @@ async def seed(identity: Identity, fleet: Fleet, chain: AsyncLedger, files: Mapp
         store.put(Kind.RELEASE, data, key=key, pin=True)
     node = Node(identity, fleet, NodeConfig(listen=listen, bootstrap=bootstrap), store=store)
     node.set_allowed(await _members(chain))
-    async with node.running(lambda ann: "seeder"):
+    async with node.running(None):  # no gossip: it only serves files
         log.info("seeding peer_id=%s addrs=%s files=%d", node.peer_id, ",".join(node.addrs),
                  len(files))
         if started is not None:

@@ -102,8 +102,8 @@ class Node:
                                   lambda peer: self.gate.admits(peer, self._clock()))
         self._nursery: trio.Nursery | None = None
         self._fetch_slots = trio.CapacityLimiter(cfg.max_concurrent_fetches)
-        self._validate: Validator = lambda ann: "not ready"
-        self._validate_attestation: AttestationValidator = lambda att: "not ready"
+        self._validate: Validator = lambda ann: "not_ready"
+        self._validate_attestation: AttestationValidator = lambda att: "not_ready"
         send, self.announcements = trio.open_memory_channel[Announcement](1024)
         self._send = send
         send_att, self.attestations = trio.open_memory_channel[Attestation](1024)
@@ -118,26 +118,29 @@ class Node:
         return [str(a) for a in self.host.get_addrs()]
 
     @asynccontextmanager
-    async def running(self, validate: Validator,
+    async def running(self, validate: Validator | None,
                       validate_attestation: AttestationValidator | None = None
                       ) -> AsyncIterator[Node]:
-        """Listen, join the fleet's topics and serve fetches until the block exits. Without
-        ``validate_attestation`` every attestation is dropped."""
-        self._validate = validate
-        if validate_attestation is not None:
-            self._validate_attestation = validate_attestation
+        """Listen, serve fetches and join the fleet's topics until the block exits: the
+        announcement topic with ``validate``, the attestation topic with
+        ``validate_attestation``. A topic without a validator is not joined, so no peer sends
+        this node its messages (a seeding node joins neither)."""
         self.host.get_network().register_notifee(GateNotifee(self.gate, self._clock))
         async with self.host.run([self._listen]), background_trio_service(self.pubsub), \
                 background_trio_service(self.gossip), trio.open_nursery() as nursery:
             self._nursery = nursery
             await self.pubsub.wait_until_ready()
             self.host.set_stream_handler(FETCH_PROTOCOL, self.server.handle)
-            self.pubsub.set_topic_validator(self.topic, self._gossip_validator, False)
-            self.pubsub.set_topic_validator(self.attest_topic, self._attest_validator, False)
-            sub = await self.pubsub.subscribe(self.topic)
-            nursery.start_soon(self._receive, sub)
-            nursery.start_soon(self._receive_attestations,
-                               await self.pubsub.subscribe(self.attest_topic))
+            if validate is not None:
+                self._validate = validate
+                self.pubsub.set_topic_validator(self.topic, self._gossip_validator, False)
+                nursery.start_soon(self._receive, await self.pubsub.subscribe(self.topic))
+            if validate_attestation is not None:
+                self._validate_attestation = validate_attestation
+                self.pubsub.set_topic_validator(self.attest_topic, self._attest_validator,
+                                                False)
+                nursery.start_soon(self._receive_attestations,
+                                   await self.pubsub.subscribe(self.attest_topic))
             if self.cfg.bootstrap:
                 nursery.start_soon(self._keep_bootstrapped)
             log.info("node_started peer=%s address=%s listen=%s", self.peer_id,
@@ -294,7 +297,7 @@ class Node:
         peers = list(dict.fromkeys([*[p for p in prefer if p in admitted], *admitted]))
         if not peers:
             raise FetchError(f"{kind.name.lower()} {key.hex()[:16]}: no admitted peer connected")
-        errors: list[str] = []
+        errors: list[tuple[bool, str]] = []  # (not forged, what): forgeries named first
         found: list[bytes] = []
         t0 = time.monotonic()
         async with self._fetch_slots:
@@ -317,8 +320,9 @@ class Node:
             self.stats["fetch_deadline"] += 1
         if not found:
             self.stats["fetch_failed"] += 1
-            raise FetchError(f"{kind.name.lower()} {key.hex()[:16]}: no peer served it "
-                             f"({'; '.join(errors[:4]) or 'deadline passed'})")
+            # Sorted: the same failures read the same (an alarm republishes a new detail).
+            why = "; ".join(e for _, e in sorted(errors)[:4]) or "deadline passed"
+            raise FetchError(f"{kind.name.lower()} {key.hex()[:16]}: no peer served it ({why})")
         body = found[0]
         self.stats["bytes_received"] += len(body)
         self.stats["fetched"] += 1
@@ -326,7 +330,8 @@ class Node:
         return body
 
     async def _fetch_one(self, peer: ID, kind: Kind, key: bytes, max_size: int,
-                         found: list[bytes], errors: list[str], failed: trio.Semaphore,
+                         found: list[bytes], errors: list[tuple[bool, str]],
+                         failed: trio.Semaphore,
                          running: trio.Semaphore, done: trio.CancelScope) -> None:
         try:
             stream = await self.host.new_stream(peer, [FETCH_PROTOCOL])
@@ -335,9 +340,9 @@ class Node:
         except BadPayloadError as e:
             self.stats["fetch_bad_payload"] += 1
             log.warning("fetch_bad_payload peer=%s key=%s error=%s", peer, key.hex()[:16], e)
-            errors.append(f"{peer}: {e}")
+            errors.append((False, f"{peer}: {e}"))
         except Exception as e:  # not found, busy, dial, stream errors
-            errors.append(f"{peer}: {type(e).__name__} {e}")
+            errors.append((True, f"{peer}: {type(e).__name__} {e}"))
         finally:
             running.release()
         failed.release()

@@ -121,6 +121,7 @@ class Vehicle:
     stats: Counter[str] = field(default_factory=Counter)
     last_round: RoundDone | None = None  # the latest round final here
     ticks: int = 0  # engine ticks so far
+    joined: trio.Event = field(default_factory=trio.Event)  # chain read, node listening
 
     def __post_init__(self) -> None:
         self.layout = self.learner.layout
@@ -158,6 +159,7 @@ class Vehicle:
             self._nursery = nursery
             log.info("vehicle_joined address=%s round=%d model=%s", self.address,
                      status.rounds_final, status.latest_model.hex()[:12])
+            self.joined.set()
             if status.latest_model != self.model_hash:
                 model = await self._fetch_model(status.rounds_final - 1, status.latest_model)
                 self._set_model(model, status.latest_model)

@@ -267,11 +267,13 @@ def test_a_seeding_node_alone_brings_a_release_to_the_fleet(fleet):
     assert got["uri"] == ""  # no mirror: fleet peers only
     sha = hashlib.sha256(out.read_bytes()).hexdigest()
     bootstrap = [f"/ip4/127.0.0.1/tcp/{v.port}/p2p/{v.peer_id}" for v in fleet.procs.vehicles]
-    seeder = subprocess.Popen(
-        [sys.executable, "-m", "agent", "release", "seed", str(out), "--keystore", str(key),
-         "--listen", "/ip4/127.0.0.1/tcp/0", "--bootstrap", *bootstrap,
-         "--rpc", fleet.procs.rpc_url, "--contract", fleet.procs.contract],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with (fleet.procs.root / "seeder.log").open("wb") as log:
+        seeder = subprocess.Popen(
+            [sys.executable, "-m", "agent", "-vv", "release", "seed", str(out),
+             "--keystore", str(key),
+             "--listen", "/ip4/127.0.0.1/tcp/0", "--bootstrap", *bootstrap,
+             "--rpc", fleet.procs.rpc_url, "--contract", fleet.procs.contract],
+            stdout=log, stderr=subprocess.STDOUT)
     try:
         fleet.wait_serving(sha, "every vehicle serving the seeded release",
                            timeout=SERVE_WITHIN_S)
@@ -286,6 +288,64 @@ def test_a_seeding_node_alone_brings_a_release_to_the_fleet(fleet):
     assert sources == {"peer"}
     fleet.good = sha
     fleet.published[version] = out.read_bytes()
+
+
+# A fleet member (an observer key) whose node serves other bytes under a release's hash.
+FORGER = """
+import logging
+import sys
+from pathlib import Path
+
+import trio
+from web3 import Web3
+
+from agent.ota.seed import seed
+from agent.p2p.announce import Fleet
+from agent.p2p.identity import Identity
+from agent.swarm.chainview import AsyncLedger
+from chain.keys import load_key
+from chain.ledger import Web3Ledger
+
+rpc, contract, key, sha, forged, *bootstrap = sys.argv[1:]
+logging.basicConfig(level=logging.INFO)
+w3 = Web3(Web3.HTTPProvider(rpc))
+account = load_key(Path(key))
+trio.run(seed, Identity.from_secret(bytes(account.key)),
+         Fleet(w3.eth.chain_id, bytes.fromhex(contract[2:])),
+         AsyncLedger(Web3Ledger(w3, contract, None)),
+         {bytes.fromhex(sha): Path(forged).read_bytes()}, "/ip4/127.0.0.1/tcp/0",
+         tuple(bootstrap))
+"""
+
+
+def forger(fleet: Fleet, name: str, sha: bytes, body: bytes) -> subprocess.Popen[bytes]:
+    """A member node (a new observer key) serving ``body`` under ``sha``."""
+    key = observer(fleet, name)
+    path = fleet.procs.root / f"{name}.bin"
+    path.write_bytes(body)
+    bootstrap = [f"/ip4/127.0.0.1/tcp/{v.port}/p2p/{v.peer_id}" for v in fleet.procs.vehicles]
+    with (fleet.procs.root / f"{name}.log").open("wb") as log:
+        return subprocess.Popen([sys.executable, "-c", FORGER, fleet.procs.rpc_url,
+                                 fleet.procs.contract, str(key), sha.hex(), str(path),
+                                 *bootstrap], stdout=log, stderr=subprocess.STDOUT)
+
+
+def test_a_peer_serving_other_bytes_under_the_release_hash_is_refused(fleet):
+    # A peer offering more than the release's size is refused before the body is read
+    # (tests/agent/p2p/test_node.py, real hosts); the mirror's endless data is below.
+    good = fleet.good_bytes()
+    round_ = json.loads(onnx_meta(good)["swarmdrive.round"])
+    real = stamp(good, "never served")
+    real_sha = hashlib.sha256(real).digest()
+    proc = forger(fleet, "forger", real_sha, stamp(good, "forged"))
+    try:
+        op = fleet.operator
+        op.publish_release(op.status().release_count + 1, real_sha, len(real), round_, "")
+        fleet.wait_alarm("ota_failed", "payload hash does not match")
+    finally:
+        proc.terminate()
+        proc.wait(WAIT_S)
+    fleet.assert_still_good()
 
 
 def test_a_mirror_streaming_past_the_size_is_cut_off(fleet):
