@@ -54,7 +54,7 @@ class FetchError(Exception):
 
 
 class BadPayloadError(FetchError):
-    """The peer served bytes that are not what the key names."""
+    """The peer served (or offered) bytes that are not what the key names."""
 
 
 async def read_exactly(stream: INetStream, n: int, what: str) -> bytes:
@@ -159,7 +159,8 @@ async def fetch_from(stream: INetStream, kind: Kind, key: bytes, max_size: int) 
             raise FetchError(f"peer answered {name}")
         limit = min(max_size, MAX_BODY[kind])
         if length > limit:
-            raise FetchError(f"peer offers {length} bytes, over the {limit}-byte limit")
+            # Keys name content of a known size: a bigger offer is never what the key names.
+            raise BadPayloadError(f"peer offers {length} bytes, over the {limit}-byte limit")
         body = await read_exactly(stream, length, "fetch body")
     finally:
         await _close(stream)

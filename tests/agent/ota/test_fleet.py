@@ -306,42 +306,47 @@ from agent.swarm.chainview import AsyncLedger
 from chain.keys import load_key
 from chain.ledger import Web3Ledger
 
-rpc, contract, key, sha, forged, *bootstrap = sys.argv[1:]
+rpc, contract, key, files, *bootstrap = sys.argv[1:]
 logging.basicConfig(level=logging.INFO)
 w3 = Web3(Web3.HTTPProvider(rpc))
 account = load_key(Path(key))
 trio.run(seed, Identity.from_secret(bytes(account.key)),
          Fleet(w3.eth.chain_id, bytes.fromhex(contract[2:])),
          AsyncLedger(Web3Ledger(w3, contract, None)),
-         {bytes.fromhex(sha): Path(forged).read_bytes()}, "/ip4/127.0.0.1/tcp/0",
+         {bytes.fromhex(sha): Path(path).read_bytes()
+          for sha, path in (f.split("=") for f in files.split(","))}, "/ip4/127.0.0.1/tcp/0",
          tuple(bootstrap))
 """
 
 
-def forger(fleet: Fleet, name: str, sha: bytes, body: bytes) -> subprocess.Popen[bytes]:
-    """A member node (a new observer key) serving ``body`` under ``sha``."""
+def forger(fleet: Fleet, name: str, bodies: dict[bytes, bytes]) -> subprocess.Popen[bytes]:
+    """A member node (a new observer key) serving each body under the sha256 it maps from."""
     key = observer(fleet, name)
-    path = fleet.procs.root / f"{name}.bin"
-    path.write_bytes(body)
+    files = []
+    for i, (sha, body) in enumerate(bodies.items()):
+        path = fleet.procs.root / f"{name}-{i}.bin"
+        path.write_bytes(body)
+        files.append(f"{sha.hex()}={path}")
     bootstrap = [f"/ip4/127.0.0.1/tcp/{v.port}/p2p/{v.peer_id}" for v in fleet.procs.vehicles]
     with (fleet.procs.root / f"{name}.log").open("wb") as log:
         return subprocess.Popen([sys.executable, "-c", FORGER, fleet.procs.rpc_url,
-                                 fleet.procs.contract, str(key), sha.hex(), str(path),
-                                 *bootstrap], stdout=log, stderr=subprocess.STDOUT)
+                                 fleet.procs.contract, str(key), ",".join(files), *bootstrap],
+                                stdout=log, stderr=subprocess.STDOUT)
 
 
-def test_a_peer_serving_other_bytes_under_the_release_hash_is_refused(fleet):
-    # A peer offering more than the release's size is refused before the body is read
-    # (tests/agent/p2p/test_node.py, real hosts); the mirror's endless data is below.
+def test_a_peer_serving_wrong_or_endless_bytes_under_a_release_hash_is_refused(fleet):
     good = fleet.good_bytes()
     round_ = json.loads(onnx_meta(good)["swarmdrive.round"])
-    real = stamp(good, "never served")
-    real_sha = hashlib.sha256(real).digest()
-    proc = forger(fleet, "forger", real_sha, stamp(good, "forged"))
+    real, real_big = stamp(good, "never served"), stamp(good, "never served either")
+    real_sha, big_sha = hashlib.sha256(real).digest(), hashlib.sha256(real_big).digest()
+    proc = forger(fleet, "forger", {real_sha: stamp(good, "forged"),  # other bytes
+                                    big_sha: real_big + bytes(1 << 22)})  # past the size
     try:
         op = fleet.operator
         op.publish_release(op.status().release_count + 1, real_sha, len(real), round_, "")
         fleet.wait_alarm("ota_failed", "payload hash does not match")
+        op.publish_release(op.status().release_count + 1, big_sha, len(real_big), round_, "")
+        fleet.wait_alarm("ota_failed", f"over the {len(real_big)}-byte limit")
     finally:
         proc.terminate()
         proc.wait(WAIT_S)

@@ -74,6 +74,7 @@ def test_fetch_refuses_wrong_bytes_oversize_bodies_and_missing_payloads():
             big = a.store.put(Kind.DELTA, b"x" * 5000)
             with pytest.raises(FetchError, match="over the 100-byte limit"):
                 await b.fetch(Kind.DELTA, big, 100)
+            assert b.stats["fetch_bad_payload"] == 2  # the offer alone names a bad peer
             with pytest.raises(FetchError, match="NOT_FOUND"):
                 await b.fetch(Kind.MODEL, b"\x00" * 32, 100)
             # The server is still fine after all that.
