@@ -86,8 +86,10 @@ class Anvil:
     so ``stop()``/``start()`` and even ``kill()`` (a crash) keep the chain.
     """
 
-    def __init__(self, state: Path, port: int | None = None) -> None:
-        self.state, self.port = state, port or free_port()
+    def __init__(self, state: Path, port: int | None = None, block_time_s: float = 0.0) -> None:
+        """``block_time_s``: mine a block every so often (as a real chain does); 0 mines one
+        per transaction."""
+        self.state, self.port, self.block_time_s = state, port or free_port(), block_time_s
         self.url = f"http://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -99,6 +101,8 @@ class Anvil:
                 "--balance", str(ANVIL_BALANCE_ETH), "--silent"]
         if self.state.exists():
             args += ["--load-state", str(self.state)]
+        if self.block_time_s:
+            args += ["--block-time", f"{self.block_time_s:g}"]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                       start_new_session=True)
         deadline = time.monotonic() + ANVIL_START_TIMEOUT_S

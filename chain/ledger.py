@@ -213,7 +213,7 @@ def _rpc(what: str, fn: Callable[[], T]) -> T:
 def with_retry(what: str, fn: Callable[[], T], retries: int = RPC_RETRIES) -> T:
     """Call ``fn`` through ``_rpc``, retrying with backoff while the endpoint is unreachable."""
     delay = RPC_BACKOFF_S[0]
-    for attempt in range(1, retries + 1):
+    for attempt in range(1, max(retries, 1) + 1):  # at least one try
         try:
             return _rpc(what, fn)
         except _Transient as e:

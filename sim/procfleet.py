@@ -70,6 +70,11 @@ class ProcessFleet:
     vehicles: list[VehicleSetup]
     operator_key: Path  # the contract's operator (mode 0600): releases, membership
     procs: dict[tuple[str, int], subprocess.Popen[bytes]] = field(default_factory=dict)
+    # What each vehicle's config is made of (see ``create``).
+    seed: int = 0
+    training: str = ""
+    telemetry: str = ""
+    ota: str = 'policy = "swarm"'
 
     @classmethod
     def create(cls, root: Path, rpc_url: str, n: int, params: ChainParams, seed: int = 0,
@@ -83,34 +88,49 @@ class ProcessFleet:
         operator = new_key_file(root / "operator.key")
         fund(w3, operator.address)
         contract = deploy(w3, operator, bytes.fromhex(factory_hash()), params)
-        ledger = Web3Ledger(w3, contract, operator)
-        setups = []
-        for i in range(n):
-            folder = root / f"vehicle-{i}"
-            folder.mkdir(parents=True, exist_ok=True)
-            account = new_key_file(folder / "vehicle.key")
-            fund(w3, account.address)
-            ledger.register(account.address)
-            ident = Identity.from_secret(bytes(account.key))
-            setups.append(VehicleSetup(i, folder, folder / "vehicle.toml", account.address,
-                                       str(ident.peer_id), free_port()))
-        for v, profile in zip(setups, fleet_profiles(n), strict=True):
-            bootstrap = [f'"/ip4/127.0.0.1/tcp/{o.port}/p2p/{o.peer_id}"'
-                         for o in setups if o is not v]
-            sources = "".join(
-                f'[[sources]]\nname = "cam{k}"\n'
-                f'uri = "sim:{profile.town}/{w}?seed={seed * 1000 + v.index * 10 + k}"\n'
-                f"fps = 5.0\n\n" for k, w in enumerate(profile.weathers))
-            v.config.write_text(
-                f'log_level = "info"\n\n[vehicle]\nkey_file = "vehicle.key"\n'
-                f'state_dir = "state"\n\n{sources}'
-                f"[training]\n{training}\n\n"
-                f'[p2p]\nlisten = "/ip4/127.0.0.1/tcp/{v.port}"\n'
-                f"bootstrap = [{', '.join(bootstrap)}]\n\n"
-                f'[chain]\nrpc_url = "{rpc_url}"\ncontract = "{contract}"\n\n'
-                f'[serve]\nsocket = "serve.sock"\n\n[ota]\n{ota}\n\n'
-                + (f"[telemetry]\n{telemetry}\n" if telemetry else ""))
-        return cls(root, rpc_url, contract, setups, root / "operator.key")
+        fleet = cls(root, rpc_url, contract, [], root / "operator.key", seed=seed,
+                    training=training, telemetry=telemetry, ota=ota)
+        for _ in range(n):
+            fleet.add_vehicle(write_config=False)
+        for v in fleet.vehicles:
+            fleet._write_config(v)
+        return fleet
+
+    def add_vehicle(self, write_config: bool = True) -> VehicleSetup:
+        """A new vehicle: its key, funded and registered by the operator, and (unless
+        ``write_config`` is False) its config, bootstrapping from the vehicles before it."""
+        i = len(self.vehicles)
+        folder = self.root / f"vehicle-{i}"
+        folder.mkdir(parents=True, exist_ok=True)
+        account = new_key_file(folder / "vehicle.key")
+        ledger = self.ledger(operator=True)
+        fund(ledger.w3, account.address)
+        ledger.register(account.address)
+        ident = Identity.from_secret(bytes(account.key))
+        v = VehicleSetup(i, folder, folder / "vehicle.toml", account.address,
+                         str(ident.peer_id), free_port())
+        self.vehicles.append(v)
+        if write_config:
+            self._write_config(v)
+        return v
+
+    def _write_config(self, v: VehicleSetup) -> None:
+        profile = fleet_profiles(len(self.vehicles))[v.index]
+        bootstrap = [f'"/ip4/127.0.0.1/tcp/{o.port}/p2p/{o.peer_id}"'
+                     for o in self.vehicles if o is not v]
+        sources = "".join(
+            f'[[sources]]\nname = "cam{k}"\n'
+            f'uri = "sim:{profile.town}/{w}?seed={self.seed * 1000 + v.index * 10 + k}"\n'
+            f"fps = 5.0\n\n" for k, w in enumerate(profile.weathers))
+        v.config.write_text(
+            f'log_level = "info"\n\n[vehicle]\nkey_file = "vehicle.key"\n'
+            f'state_dir = "state"\n\n{sources}'
+            f"[training]\n{self.training}\n\n"
+            f'[p2p]\nlisten = "/ip4/127.0.0.1/tcp/{v.port}"\n'
+            f"bootstrap = [{', '.join(bootstrap)}]\n\n"
+            f'[chain]\nrpc_url = "{self.rpc_url}"\ncontract = "{self.contract}"\n\n'
+            f'[serve]\nsocket = "serve.sock"\n\n[ota]\n{self.ota}\n\n'
+            + (f"[telemetry]\n{self.telemetry}\n" if self.telemetry else ""))
 
     def ledger(self, operator: bool = False) -> Web3Ledger:
         """The fleet contract, read-only or signing as its operator."""
@@ -145,6 +165,14 @@ class ProcessFleet:
             except subprocess.TimeoutExpired:
                 proc.kill()
         return proc.wait()
+
+    def kill(self, i: int) -> None:
+        """SIGKILL vehicle ``i``'s processes, as a power cut would."""
+        for role in ("learn", "serve"):
+            proc = self.procs.pop((role, i), None)
+            if proc is not None:
+                proc.kill()
+                proc.wait()
 
     def stop_all(self) -> None:
         for role, i in list(self.procs):

@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from agent.config.schema import ConfigError, load
 
     cfg = load(args.config)
-    checks.require(cfg, args.config, checks.for_all(cfg))
     logs.setup_level(cfg.log_level, args.verbose)
+    checks.require(cfg, args.config, checks.for_all(cfg, wait_s=cfg.chain.start_wait_s))
 
     import torch
     import trio
@@ -48,9 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from agent.notify import Notifier
     from agent.p2p.announce import Fleet
     from agent.p2p.identity import Identity
-    from chain.errors import LedgerError
     from chain.keys import load_key
-    from chain.ledger import Web3Ledger
+    from chain.ledger import Web3Ledger, with_retry
 
     torch.set_num_threads(cfg.training.threads)
     v = cfg.vehicle
@@ -58,10 +57,9 @@ def run(args: argparse.Namespace) -> int:
     account = load_key(v.key_file, password)
     w3 = Web3(Web3.HTTPProvider(cfg.chain.rpc_url,
                                 request_kwargs={"timeout": cfg.chain.timeout_s}))
-    try:
-        chain_id = w3.eth.chain_id
-    except Exception as e:  # requests' and web3's own errors: the endpoint went away
-        raise LedgerError(f"chain {cfg.chain.rpc_url}: no answer ({type(e).__name__})") from None
+    # The node answered the config check; if it goes away now, wait for it as every later
+    # chain call does.
+    chain_id = with_retry(f"chain {cfg.chain.rpc_url}: chain id", lambda: w3.eth.chain_id)
     fleet = Fleet(chain_id, bytes.fromhex(cfg.chain.contract[2:]))
     notifier = Notifier.from_env()
     daemon = LearnDaemon(cfg, notifier, Web3Ledger(w3, cfg.chain.contract, account), fleet,

@@ -9,13 +9,17 @@ perception stack); the learner also its key, the chain and the telemetry files.
 from __future__ import annotations
 
 import json
+import logging
 import stat
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from agent.config.schema import ConfigError, VehicleConfig
+
+log = logging.getLogger(__name__)
 
 MAX_RPC_ANSWER = 1 << 16
 
@@ -74,14 +78,26 @@ def secret_files(cfg: VehicleConfig) -> list[str]:
     return problems
 
 
-def chain_reachable(cfg: VehicleConfig, timeout_s: float = 5.0) -> list[str]:
-    """The RPC endpoint answers, and there is code at the contract address."""
+def chain_reachable(cfg: VehicleConfig, timeout_s: float = 5.0,
+                    wait_s: float = 0.0) -> list[str]:
+    """The RPC endpoint answers (within ``wait_s``, asking again with backoff), and there is
+    code at the contract address."""
     c = cfg.chain
-    try:
-        code = _rpc(c.rpc_url, "eth_getCode", [c.contract, "latest"], timeout_s)
-    except (OSError, ValueError) as e:
-        reason = getattr(e, "reason", None) or e
-        return [f"chain.rpc_url: {c.rpc_url} does not answer ({reason})"]
+    deadline, delay = time.monotonic() + wait_s, 1.0
+    while True:
+        try:
+            code = _rpc(c.rpc_url, "eth_getCode", [c.contract, "latest"], timeout_s)
+            break
+        except (OSError, ValueError) as e:
+            reason = getattr(e, "reason", None) or e
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return [f"chain.rpc_url: {c.rpc_url} does not answer ({reason})"]
+            pause = min(delay, left)  # the last try at the deadline
+            log.warning("chain_unreachable url=%s error=%s retry_in=%.1fs", c.rpc_url, reason,
+                        pause)
+            time.sleep(pause)
+            delay = min(delay * 2, 15.0)
     if code in ("0x", "0x0", None):
         return [f"chain.contract: no contract at {c.contract} on {c.rpc_url}"]
     return []
@@ -102,15 +118,19 @@ def for_serve(cfg: VehicleConfig) -> list[str]:
             + writable_dir(cfg.serve.socket.parent, "serve.socket"))
 
 
-def for_learn(cfg: VehicleConfig, probe: bool = True) -> list[str]:
+def for_learn(cfg: VehicleConfig, probe: bool = True, wait_s: float = 0.0) -> list[str]:
     problems = (writable_dir(cfg.vehicle.state_dir, "vehicle.state_dir") + key_file(cfg)
                 + secret_files(cfg))
-    return problems + (chain_reachable(cfg) if probe else [])
+    if not probe:
+        return problems
+    # No waiting on the chain for a config that is wrong anyway.
+    return problems + chain_reachable(cfg, wait_s=0.0 if problems else wait_s)
 
 
-def for_all(cfg: VehicleConfig, probe: bool = True) -> list[str]:
-    """What both daemons need, each problem once."""
-    return list(dict.fromkeys(for_serve(cfg) + for_learn(cfg, probe)))
+def for_all(cfg: VehicleConfig, probe: bool = True, wait_s: float = 0.0) -> list[str]:
+    """What both daemons need, each problem once; ``wait_s`` for an RPC node that is away."""
+    serve = for_serve(cfg)
+    return list(dict.fromkeys(serve + for_learn(cfg, probe, 0.0 if serve else wait_s)))
 
 
 def require(cfg: VehicleConfig, path: Path, problems: list[str]) -> VehicleConfig:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 MAX_CONFIG_BYTES = 1 << 20
+M = TypeVar("M", bound=BaseModel)
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -90,6 +91,9 @@ class Chain(Section):
     rpc_url: str  # the fleet chain's JSON-RPC endpoint
     contract: str  # the fleet's SwarmLedger (``swarmdrive chain deploy`` prints it)
     timeout_s: PositiveFloat = 10.0
+    # How long the learner waits at start for an RPC node that does not answer (a vehicle
+    # booting during an outage) before it calls the config wrong; 0: not at all.
+    start_wait_s: Annotated[float, Field(ge=0, le=86_400, allow_inf_nan=False)] = 120.0
 
     @field_validator("rpc_url")
     @classmethod
@@ -161,6 +165,11 @@ class VehicleConfig(Section):
 
 def load(path: Path) -> VehicleConfig:
     """The config in ``path``, relative paths resolved against its folder."""
+    return _resolved(read_toml(path, VehicleConfig), path.parent.absolute())
+
+
+def read_toml(path: Path, model: type[M]) -> M:
+    """``path``'s TOML validated as ``model``; ``ConfigError`` lists every problem."""
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
             raise ConfigError(path, [f"larger than {MAX_CONFIG_BYTES} bytes"])
@@ -174,10 +183,9 @@ def load(path: Path) -> VehicleConfig:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(path, [f"not valid TOML ({e})"]) from None
     try:
-        cfg = VehicleConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(path, [_problem(err) for err in e.errors()]) from None
-    return _resolved(cfg, path.parent.absolute())
 
 
 def _problem(err: object) -> str:

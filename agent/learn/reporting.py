@@ -80,6 +80,7 @@ class Reporter:
     def __init__(self, daemon: LearnDaemon, telemetry: Telemetry | None) -> None:
         self.daemon, self.telemetry = daemon, telemetry
         self.raised: dict[str, str] = {}
+        self._bytes_at_last_round = (0, 0)  # the node's (sent, received) totals then
 
     def status(self) -> dict[str, object]:
         d = self.daemon
@@ -107,6 +108,9 @@ class Reporter:
         }
 
     def round_done(self, done: RoundDone, timing: RoundTiming | None) -> None:
+        stats = self.daemon.vehicle.node.stats
+        now = (stats["bytes_sent"], stats["bytes_received"])
+        (sent0, received0), self._bytes_at_last_round = self._bytes_at_last_round, now
         if self.telemetry is not None:
             seconds = {} if timing is None else {
                 k: round(getattr(timing, k), 4)
@@ -114,7 +118,8 @@ class Reporter:
             self.telemetry.publish("round", {
                 "round": done.round, "model": done.model_hash.hex(),
                 "committer": done.committer, "contributions": done.contributions,
-                "signers": done.signers, "verified": done.verified, **seconds})
+                "signers": done.signers, "verified": done.verified, **seconds,
+                "bytes_sent": now[0] - sent0, "bytes_received": now[1] - received0})
 
     def check_alarms(self, now: float) -> None:
         for alarm in ALARMS:

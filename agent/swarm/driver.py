@@ -163,6 +163,12 @@ class Vehicle:
             if status.latest_model != self.model_hash:
                 model = await self._fetch_model(status.rounds_final - 1, status.latest_model)
                 self._set_model(model, status.latest_model)
+                log.info("synced round=%d model=%s", status.rounds_final - 1,
+                         status.latest_model.hex()[:12])
+                if self.on_round is not None and status.rounds_final > 0:
+                    # Final before we joined: we took a quorum's word for it (a sync).
+                    self.on_round(self, RoundDone(status.rounds_final - 1, status.latest_model,
+                                                  "", 0, 0, False))
             self._act(engine.start(status.rounds_final, self.model_hash, status.opened_at,
                                    self._now()))
             # From block 0: the open round's commits (and so its expiries) replay into the

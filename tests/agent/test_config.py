@@ -80,7 +80,8 @@ def bad_configs(tmp_path: Path, url: str, contract: str) -> dict[str, tuple[Path
                              "vehicle.key_file: key file"),
         "key file mode 0644": ({"vehicle": 'key_file = "open.key"\nstate_dir = "state"'},
                                "mode 0644 lets others read it"),
-        "unreachable RPC": ({"chain": chain_section("http://127.0.0.1:9", contract)},
+        "unreachable RPC": ({"chain": chain_section("http://127.0.0.1:9", contract)
+                             + "\nstart_wait_s = 0"},
                             "chain.rpc_url: http://127.0.0.1:9 does not answer"),
         "unwritable state dir": ({"vehicle": 'key_file = "vehicle.key"\n'
                                              'state_dir = "/proc/swarmdrive"'},
@@ -107,3 +108,16 @@ def test_bad_configs_give_one_line_and_the_config_code_from_check_and_learn(tmp_
             assert out.returncode == 14, (name, command, out.stderr)
             assert len(lines) == 1 and words in lines[0], (name, command, lines)
             assert "Traceback" not in out.stderr
+
+
+def test_the_learner_waits_for_an_rpc_node_that_is_away_then_calls_the_config_wrong(
+        tmp_path, fleet_chain):
+    new_key_file(tmp_path / "vehicle.key")
+    cfg = write_config(tmp_path, chain=chain_section("http://127.0.0.1:9", fleet_chain[1])
+                       + "\nstart_wait_s = 2.5")
+    out = swarmdrive("learn", "--config", cfg)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 14 and "Traceback" not in out.stderr
+    assert "chain.rpc_url: http://127.0.0.1:9 does not answer" in lines[-1]
+    waits = [line for line in lines if "chain_unreachable" in line]
+    assert len(waits) == 2  # asked at 0, 1 and 2.5 s: the last at the end of the wait

@@ -1,0 +1,369 @@
+"""Runs a scenario (``sim.scenario``) on a fleet of real processes and records what happened.
+
+The director starts anvil (with the scenario's block time), mosquitto and every vehicle's
+``serve`` and ``learn``; then, polling about twice a second, it fires each event once the chain
+has its round, brings stopped services back, and watches for each event's recovery:
+- kill: the fleet finalises a round without the vehicle;
+- restart and register: the vehicle reports a final round of its own on MQTT;
+- broker_down: every running vehicle's telemetry arrives again after the broker is back;
+- rpc_down: the chain finalises a round after the node is back.
+It evaluates the model each vehicle serves (its installed ONNX, run by ONNX Runtime) on the
+fleet-wide test set whenever that model changes. A process that dies without the scenario
+killing it ends the run (``FleetError``); what was recorded up to then is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.serve import installed
+from chain.launch import Anvil
+from chain.ledger import RoundFinal, Web3Ledger
+from models.classes import CLASSES
+from models.data import CropSet
+from models.evaluate import report
+from models.runtime import OnnxClassifier
+from sim.mosquitto import Mosquitto
+from sim.procfleet import FleetError, ProcessFleet
+from sim.profiles import fleet_profiles
+from sim.scenario import Event, Scenario
+from sim.telemetry_watch import TelemetryWatch
+
+POLL_S = 0.5
+TIMEOUT_S_PER_ROUND = 300.0  # the run gives up when a round takes longer than this
+RECOVERY_GRACE_S = 60.0  # after the last round, how long recoveries are still watched
+FINISH_S = 120.0  # then how long every running vehicle has to serve the last round's model
+
+
+@dataclass
+class Happening:
+    """An event as it happened, and when the fleet had recovered from it."""
+    t: float  # seconds since the fleet started
+    round: int  # final rounds at the time
+    what: str
+    recovered_t: float | None = None
+    recovery: str = ""  # what counted as recovery
+
+    @property
+    def recovery_s(self) -> float | None:
+        return None if self.recovered_t is None else self.recovered_t - self.t
+
+
+@dataclass
+class Record:
+    """Everything a run shows; ``sim.report`` draws it and ``result.json`` holds it."""
+    scenario: str
+    vehicles: list[dict[str, Any]] = field(default_factory=list)  # index, address, profile
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # round, model_hash, t, ...
+    accuracy: list[dict[str, Any]] = field(default_factory=list)  # vehicle, round, t, acc
+    round_reports: list[dict[str, Any]] = field(default_factory=list)  # telemetry "round"
+    alarms: list[dict[str, Any]] = field(default_factory=list)  # telemetry "alarm"
+    memory: dict[str, dict[str, float | None]] = field(default_factory=dict)  # latest RSS
+    events: list[Happening] = field(default_factory=list)
+    baselines: dict[str, Any] | None = None
+    final: dict[str, Any] = field(default_factory=dict)  # chain hash, who serves it
+    seconds: float = 0.0
+    failure: str | None = None  # why the run ended early
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        for e, h in zip(d["events"], self.events, strict=True):
+            e["recovery_s"] = h.recovery_s
+        return d
+
+
+class Director:
+    def __init__(self, scenario: Scenario, root: Path, test: CropSet,
+                 progress: Callable[[str], None] = lambda line: None) -> None:
+        self.sc, self.root, self.test, self.progress = scenario, root, test, progress
+        self.record = Record(scenario.name)
+        self.t0 = time.monotonic()
+        self.finals: list[RoundFinal] = []
+        self._block = 0
+        self._scores: dict[str, float] = {}  # ONNX sha256 -> accuracy on the test set
+        self._seen: dict[int, str] = {}  # vehicle -> sha256 of the model it serves
+        self._down: dict[str, float] = {}  # service -> when it comes back
+        self._killed: set[int] = set()
+        self._watching: list[tuple[Happening, Callable[[], bool]]] = []
+        self._back_at: dict[str, int] = {}  # service -> log length (broker), finals (rpc)
+
+    # --- running ------------------------------------------------------------------------------
+
+    def run(self) -> Record:
+        """Run the scenario to its last round; the record, also when it failed."""
+        sc = self.sc
+        self.root.mkdir(parents=True, exist_ok=True)
+        anvil = Anvil(self.root / "anvil.json", block_time_s=sc.chain.block_time_s)
+        broker = Mosquitto(self.root / "mosquitto")
+        self.anvil, self.broker = anvil, broker
+        try:
+            with anvil, broker, TelemetryWatch("127.0.0.1", broker.port) as watch:
+                self.watch = watch
+                self.fleet = ProcessFleet.create(
+                    self.root, anvil.url, sc.fleet.vehicles, sc.params, sc.fleet.seed,
+                    training=self._training(), telemetry=self._telemetry(broker.port))
+                self.ledger = Web3Ledger(anvil.web3(), self.fleet.contract, None, retries=1)
+                try:
+                    for v in self.fleet.vehicles:
+                        self._start(v.index)
+                    self._loop()
+                    self._finish()
+                finally:
+                    self.fleet.stop_all()
+                    self._collect_telemetry()
+        except FleetError as e:
+            self.record.failure = str(e)
+        finally:
+            self.record.seconds = round(self._now(), 1)
+        return self.record
+
+    def _training(self) -> str:
+        f = self.sc.fleet
+        return (f"local_steps = {f.local_steps}\nbatch_size = {f.batch_size}\nlr = {f.lr}\n"
+                f"schedule_rounds = {f.rounds}\nmin_samples = 32\ncpu_share = {f.cpu_share}\n"
+                f"last_round = {f.rounds - 1}")
+
+    @staticmethod
+    def _telemetry(port: int) -> str:
+        return f'host = "127.0.0.1"\nport = {port}\ntls = false\ninterval_s = 2.0'
+
+    def _start(self, i: int) -> None:
+        self.fleet.start("serve", i)
+        self.fleet.start("learn", i)
+
+    def _loop(self) -> None:
+        pending = self.sc.ordered_events()
+        rounds = self.sc.fleet.rounds
+        deadline = time.monotonic() + TIMEOUT_S_PER_ROUND
+        grace_end = float("inf")  # recoveries still watched after the last round
+        while len(self.finals) < rounds or self._down or (
+                self._watching and time.monotonic() < grace_end):
+            if len(self.finals) >= rounds:
+                grace_end = min(grace_end, time.monotonic() + RECOVERY_GRACE_S)
+            self.fleet.check_alive()
+            before = len(self.finals)
+            self._poll_chain()
+            if len(self.finals) > before:
+                deadline = time.monotonic() + TIMEOUT_S_PER_ROUND
+                self.progress(f"round {len(self.finals)}/{rounds} final")
+            if time.monotonic() > deadline:
+                raise FleetError(f"no round final for {TIMEOUT_S_PER_ROUND:.0f} s after "
+                                 f"round {len(self.finals)}")
+            while pending and pending[0].at_round <= len(self.finals):
+                self._fire(pending.pop(0))
+            self._bring_back()
+            self._score_served()
+            self._check_recoveries()
+            time.sleep(POLL_S)
+
+    def _finish(self) -> None:
+        """Wait until every vehicle serves the last round's model; note who does."""
+        last = self.finals[self.sc.fleet.rounds - 1]
+        want = last.model_hash.hex()
+        deadline = time.monotonic() + FINISH_S
+        serving: dict[int, str | None] = {}
+        while time.monotonic() < deadline:
+            self.fleet.check_alive()
+            self._score_served()
+            serving = {v.index: _serving_hash(v.state) for v in self.fleet.vehicles
+                       if v.index not in self._killed}
+            if all(h == want for h in serving.values()):
+                break
+            time.sleep(POLL_S)
+        self.record.final = {
+            "round": last.round, "chain_model_hash": want,
+            "serving": {str(i): h for i, h in serving.items()},
+            "all_serve_chain_model": all(h == want for h in serving.values())}
+
+    def _now(self) -> float:
+        return time.monotonic() - self.t0
+
+    # --- events -------------------------------------------------------------------------------
+
+    def _fire(self, e: Event) -> None:
+        words = _describe(e)
+        h = Happening(round(self._now(), 2), len(self.finals), words)
+        self.record.events.append(h)
+        self.progress(f"event: {words}")
+        if e.action == "kill":
+            assert e.vehicle is not None
+            self.fleet.kill(e.vehicle)
+            self._killed.add(e.vehicle)
+            self._watch(h, "the fleet finalised a round without it",
+                        _more_than(lambda: len(self.finals), len(self.finals)))
+        elif e.action == "restart":
+            assert e.vehicle is not None
+            self._killed.discard(e.vehicle)
+            self._start(e.vehicle)
+            self._watch(h, "it reported a final round again", self._reported_round(e.vehicle))
+        elif e.action == "register":
+            v = self.fleet.add_vehicle()
+            self._start(v.index)
+            self._watch(h, "it reported a final round", self._reported_round(v.index))
+        elif e.action == "broker_down":
+            assert e.seconds is not None
+            self.broker.stop()
+            self._down["broker"] = time.monotonic() + e.seconds
+            self._watch(h, "every running vehicle's telemetry arrived again",
+                        self._telemetry_back())
+        elif e.action == "rpc_down":
+            assert e.seconds is not None
+            self.anvil.stop()
+            self._down["rpc"] = time.monotonic() + e.seconds
+            self._watch(h, "the chain finalised a round after the node came back",
+                        self._final_after_rpc())
+
+    def _bring_back(self) -> None:
+        now = time.monotonic()
+        for service, when in list(self._down.items()):
+            if now < when:
+                continue
+            del self._down[service]
+            (self.broker if service == "broker" else self.anvil).start()
+            self._mark_back(service)
+            self.progress(f"event: {service} back")
+
+    def _watch(self, h: Happening, recovery: str, done: Callable[[], bool]) -> None:
+        h.recovery = recovery
+        self._watching.append((h, done))
+
+    def _check_recoveries(self) -> None:
+        still = []
+        for h, done in self._watching:
+            if done():
+                h.recovered_t = round(self._now(), 2)
+                self.progress(f"recovered from {h.what} in {h.recovery_s:.1f} s")
+            else:
+                still.append((h, done))
+        self._watching = still
+
+    def _reported_round(self, i: int) -> Callable[[], bool]:
+        since = time.time()
+
+        def done() -> bool:
+            address = self.fleet.vehicles[i].address
+            return any(t.split("/")[2] == address and t.endswith("/round")
+                       and float(m.get("ts", 0)) >= since for t, m in list(self.watch.log))
+        return done
+
+    def _telemetry_back(self) -> Callable[[], bool]:
+        self._back_at.pop("broker", None)
+
+        def done() -> bool:
+            if "broker" not in self._back_at:
+                return False
+            running = {v.address for v in self.fleet.vehicles if v.index not in self._killed}
+            log = list(self.watch.log)[self._back_at["broker"]:]
+            return running <= {t.split("/")[2] for t, _ in log}
+        return done
+
+    def _final_after_rpc(self) -> Callable[[], bool]:
+        self._back_at.pop("rpc", None)
+        return lambda: "rpc" in self._back_at and len(self.finals) > self._back_at["rpc"]
+
+    def _mark_back(self, service: str) -> None:
+        self._back_at[service] = len(self.watch.log if service == "broker" else self.finals)
+
+    # --- observing ----------------------------------------------------------------------------
+
+    def _poll_chain(self) -> None:
+        if "rpc" in self._down:
+            return
+        try:
+            head = self.ledger.head()
+            new = self.ledger.finals(self._block, head)
+        except Exception:  # the node is restarting: ask again at the next poll
+            return
+        self._block = head + 1
+        for f in new:
+            if f.round != len(self.finals):
+                continue  # already seen (a log range asked twice)
+            self.finals.append(f)
+            self.record.rounds.append({"round": f.round, "model_hash": f.model_hash.hex(),
+                                       "signers": len(f.signers), "block": f.block,
+                                       "t": round(self._now(), 2)})
+
+    def _score_served(self) -> None:
+        for v in self.fleet.vehicles:
+            try:
+                entry = installed.current(v.state)
+            except installed.PointerError:
+                continue
+            if entry is None or self._seen.get(v.index) == entry.sha256:
+                continue
+            self._seen[v.index] = entry.sha256
+            if entry.sha256 not in self._scores:
+                try:
+                    clf = OnnxClassifier(installed.model_path(v.state, entry))
+                except Exception:  # replaced under us by a newer install: the next poll
+                    self._seen.pop(v.index)
+                    continue
+                predicted = np.argmax(clf.logits(self.test.images), axis=1)
+                self._scores[entry.sha256] = report(predicted, self.test.labels,
+                                                    CLASSES).accuracy
+            self.record.accuracy.append({
+                "vehicle": v.index, "round": entry.version, "t": round(self._now(), 2),
+                "accuracy": round(self._scores[entry.sha256], 4)})
+
+    def _collect_telemetry(self) -> None:
+        index = {v.address: v.index for v in self.fleet.vehicles}
+        profiles = fleet_profiles(len(self.fleet.vehicles))
+        self.record.vehicles = [{"index": v.index, "address": v.address, "peer_id": v.peer_id,
+                                 "profile": profiles[v.index].name}
+                                for v in self.fleet.vehicles]
+        for topic, m in list(self.watch.log):
+            who = index.get(topic.split("/")[2])
+            if who is None:
+                continue
+            leaf = topic.rsplit("/", 1)[1]
+            if leaf == "round":
+                self.record.round_reports.append({"vehicle": who, **m})
+            elif leaf == "alarm":
+                self.record.alarms.append({"vehicle": who, **m})
+            elif leaf == "status":
+                inference = m.get("inference") or {}
+                self.record.memory[str(who)] = {"learn_rss_mb": m.get("rss_mb"),
+                                                "serve_rss_mb": inference.get("rss_mb")}
+
+
+def _describe(e: Event) -> str:
+    if e.action in ("kill", "restart"):
+        return f"{e.action} vehicle {e.vehicle}"
+    if e.action == "register":
+        return "register a new vehicle"
+    return f"{'broker' if e.action == 'broker_down' else 'RPC node'} down {e.seconds:g} s"
+
+
+def _more_than(count: Callable[[], int], now: int) -> Callable[[], bool]:
+    return lambda: count() > now
+
+
+def _serving_hash(state: Path) -> str | None:
+    with contextlib.suppress(installed.PointerError):
+        entry = installed.current(state)
+        return entry.model_hash if entry else None
+    return None
+
+
+def run_baselines(sc: Scenario) -> dict[str, Any]:
+    """Each vehicle alone and one central model with the fleet's steps, trained in this
+    process on the same profiles' drives (``sim.fleet``): the lines the swarm should beat and
+    approach."""
+    from sim.fleet import FleetConfig, make_fleet_data, run_central, run_local
+
+    f = sc.fleet
+    cfg = FleetConfig(vehicles=f.vehicles, rounds=f.rounds, local_steps=f.local_steps,
+                      batch_size=f.batch_size, lr=f.lr, seed=f.seed)
+    data = make_fleet_data(cfg)
+    local = run_local(cfg, data)
+    return {"local_acc": [round(a, 4) for a in local],
+            "local_acc_mean": round(sum(local) / len(local), 4),
+            "local_acc_min": round(min(local), 4),
+            "central_acc": round(run_central(cfg, data), 4)}
