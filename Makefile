@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= out/demo
 
-.PHONY: install mosquitto demo test test-fast lint bench
+.PHONY: install mosquitto chromium demo test test-fast lint bench
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,6 +28,13 @@ mosquitto:
 		{ $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto mosquitto-clients; }; \
 	fi
 
+# chromium, the headless browser that opens a run's report in the tests (Debian's package).
+chromium:
+	@if ! command -v chromium >/dev/null; then \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; \
+	fi
+
 install: $(VENV)/.installed
 
 # The fleet: 8 vehicles, each with its own libp2p host on 127.0.0.1 and an account on an
@@ -48,7 +55,7 @@ lint: install
 	$(VENV)/bin/ruff check agent models chain sim tests benchmarks
 	$(VENV)/bin/mypy agent models chain sim
 
-test: install lint node_modules/.bin/anvil mosquitto
+test: install lint node_modules/.bin/anvil mosquitto chromium
 	$(PY) -m pytest -q
 
 # The quick local loop: everything but the tests marked slow (CI runs them all: `make test`).

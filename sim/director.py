@@ -4,6 +4,8 @@ The director starts anvil (with the scenario's block time), mosquitto and every 
 ``serve`` and ``learn``; then, polling about twice a second, it fires each event once the chain
 has its round, brings stopped services back, and watches for each event's recovery:
 - kill: the fleet finalises a round without the vehicle;
+- byzantine: the fleet finalises a round while the vehicle lies (its harm shows in the
+  accuracy plot);
 - restart and register: the vehicle reports a final round of its own on MQTT;
 - broker_down: every running vehicle's telemetry arrives again after the broker is back;
 - rpc_down: the chain finalises a round after the node is back.
@@ -203,6 +205,12 @@ class Director:
             self._killed.discard(e.vehicle)
             self._start(e.vehicle)
             self._watch(h, "it reported a final round again", self._reported_round(e.vehicle))
+        elif e.action == "byzantine":
+            assert e.vehicle is not None
+            self.fleet.stop("learn", e.vehicle)
+            self.fleet.start("learn", e.vehicle, command=("byzantine", "--attack", e.attack))
+            self._watch(h, "the fleet finalised a round with it lying",
+                        _more_than(lambda: len(self.finals), len(self.finals)))
         elif e.action == "register":
             v = self.fleet.add_vehicle()
             self._start(v.index)
@@ -323,10 +331,10 @@ class Director:
             if who is None:
                 continue
             leaf = topic.rsplit("/", 1)[1]
-            if leaf == "round":
-                self.record.round_reports.append({"vehicle": who, **m})
+            if leaf == "round":  # by index, like everything else in the record
+                self.record.round_reports.append({**m, "vehicle": who})
             elif leaf == "alarm":
-                self.record.alarms.append({"vehicle": who, **m})
+                self.record.alarms.append({**m, "vehicle": who})
             elif leaf == "status":
                 inference = m.get("inference") or {}
                 self.record.memory[str(who)] = {"learn_rss_mb": m.get("rss_mb"),
@@ -336,6 +344,8 @@ class Director:
 def _describe(e: Event) -> str:
     if e.action in ("kill", "restart"):
         return f"{e.action} vehicle {e.vehicle}"
+    if e.action == "byzantine":
+        return f"vehicle {e.vehicle} turns byzantine ({e.attack})"
     if e.action == "register":
         return "register a new vehicle"
     return f"{'broker' if e.action == 'broker_down' else 'RPC node'} down {e.seconds:g} s"

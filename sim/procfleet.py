@@ -137,15 +137,17 @@ class ProcessFleet:
         account = load_key(self.operator_key) if operator else None
         return Web3Ledger(Web3(Web3.HTTPProvider(self.rpc_url)), self.contract, account)
 
-    def start(self, role: str, i: int, env: dict[str, str] | None = None
-              ) -> subprocess.Popen[bytes]:
-        """``swarmdrive ROLE --config`` for vehicle ``i`` (role: serve or learn); its output
-        goes to ``ROLE.log`` in the vehicle's folder."""
+    def start(self, role: str, i: int, env: dict[str, str] | None = None,
+              command: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+        """``swarmdrive ROLE --config`` for vehicle ``i`` (role: serve or learn), or another
+        ``swarmdrive`` ``command`` in ROLE's place; its output goes to ``ROLE.log`` in the
+        vehicle's folder."""
         v = self.vehicles[i]
         log = open(v.folder / f"{role}.log", "ab")  # noqa: SIM115  # the child owns it
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "agent", role, "--config",
-                                     str(v.config)], stdout=log, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen([sys.executable, "-m", "agent", *(command or (role,)),
+                                     "--config", str(v.config)], stdout=log,
+                                    stderr=subprocess.STDOUT,
                                     env={**os.environ, **UNIT_ENV[role], **(env or {})},
                                     cwd=v.folder)
         finally:

@@ -176,7 +176,8 @@ def _page(r: dict[str, Any], figures: dict[str, bytes]) -> str:
     return (f"<!doctype html><html><head><meta charset=utf-8><title>swarmdrive: "
             f"{e(r['scenario'])}</title><style>{STYLE}</style></head><body>"
             f"{''.join(head)}{plots}<h2>Events and recoveries</h2>{events}"
-            f"<h2>Alarms</h2>{alarms}<h2>Memory (last status)</h2>{memory}</body></html>")
+            f"<h2>Alarms</h2>{alarms}<h2>Memory (last status)</h2>{memory}{COUNT_PLOTS}"
+            "</body></html>")
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
@@ -189,6 +190,10 @@ def _table(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
     return f"<table><tr>{th}</tr>{body}</table>"
 
 
+# Marks on <body> how many plots the browser decoded (tests/sim/test_scenario.py reads it).
+COUNT_PLOTS = ('<script>addEventListener("load", () => {document.body.dataset.plots = '
+               '[...document.images].filter(i => i.complete && i.naturalWidth > 0).length})'
+               '</script>')
 STYLE = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
          "img{max-width:100%}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
          "padding:2px 6px;font-size:90%}.bad{color:#b00}")

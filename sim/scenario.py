@@ -12,8 +12,12 @@ director (``sim.director``) runs it.
     block_time_s = 2
     [[events]]
     at_round = 4          # once the chain has this many final rounds
-    action = "kill"       # SIGKILL vehicle 3's learner
+    action = "kill"       # SIGKILL vehicle 3's serve and learn
     vehicle = 3
+
+Actions: ``kill`` and ``restart`` (vehicle), ``broker_down`` and ``rpc_down`` (seconds),
+``register`` (a new vehicle joins), ``byzantine`` (vehicle, attack: its learner is restarted as
+``swarmdrive byzantine``, sending ``sign_flip`` or ``noise`` instead of its delta).
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ from pydantic import Field, model_validator
 from agent.config.schema import PositiveFloat, Section, read_toml
 from chain.ledger import ChainParams
 
-Action = Literal["kill", "restart", "broker_down", "rpc_down", "register"]
+Action = Literal["kill", "restart", "broker_down", "rpc_down", "register", "byzantine"]
 # What each action needs besides ``at_round``.
-NEEDS_VEHICLE = ("kill", "restart")
+NEEDS_VEHICLE = ("kill", "restart", "byzantine")
 NEEDS_SECONDS = ("broker_down", "rpc_down")
 
 
@@ -55,6 +59,7 @@ class Event(Section):
     action: Action
     vehicle: Annotated[int, Field(ge=0)] | None = None
     seconds: Annotated[float, Field(gt=0, le=600)] | None = None  # how long a service is down
+    attack: Literal["sign_flip", "noise"] = "sign_flip"  # what a byzantine vehicle sends
 
     @model_validator(mode="after")
     def _complete(self) -> Event:
@@ -92,6 +97,8 @@ class Scenario(Section):
             if e.vehicle is not None and e.vehicle >= registered:
                 raise ValueError(f"{e.action} names vehicle {e.vehicle}; the fleet has "
                                  f"{registered} (0 to {registered - 1})")
+            if e.action == "byzantine" and e.vehicle in down:
+                raise ValueError(f"vehicle {e.vehicle} turns byzantine while it is killed")
             if e.action == "kill":
                 if e.vehicle in down:
                     raise ValueError(f"vehicle {e.vehicle} is killed twice without a restart")

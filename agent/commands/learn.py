@@ -15,9 +15,14 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.commands.args import add_command
+
+if TYPE_CHECKING:
+    from agent.learn.daemon import LearnDaemon
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +36,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, adjust: Callable[[LearnDaemon], None] | None = None) -> int:
+    """Run the learner of ``args.config`` until SIGTERM; ``adjust`` sees the daemon before it
+    starts (the simulator's byzantine vehicle, ``sim.byzantine``, changes its learner)."""
     from agent import logs
     from agent.config import checks
     from agent.config.schema import ConfigError, load
@@ -64,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     notifier = Notifier.from_env()
     daemon = LearnDaemon(cfg, notifier, Web3Ledger(w3, cfg.chain.contract, account), fleet,
                          Identity.from_secret(bytes(account.key)))
+    if adjust is not None:
+        adjust(daemon)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -62,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     from sim.director import Director, run_baselines
 
     torch.set_num_threads(args.threads)
+    # SIGTERM unwinds like Ctrl-C, so that every process the run started is stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: _raise_interrupt())
     test = fleet_test_set(scenario.fleet.seed, 8, NetConfig().input_size)
     progress = Progress(scenario.fleet.rounds)
     progress(f"scenario {scenario.name}: {scenario.fleet.vehicles} vehicles, "
@@ -83,3 +86,7 @@ def run(args: argparse.Namespace) -> int:
                                  for e in record.events],
                       "report": str(page)}))
     return 0 if record.failure is None and final.get("all_serve_chain_model") else 1
+
+
+def _raise_interrupt() -> None:
+    raise KeyboardInterrupt

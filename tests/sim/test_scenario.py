@@ -44,6 +44,8 @@ def test_the_shipped_scenarios_are_valid(path):
     ('at_round = 1\naction = "kill"', "kill needs vehicle = N"),
     ('at_round = 1\naction = "explode"', "events.0.action"),
     ('at_round = 1\naction = "kill"\nvehicle = 0\nwhen = 3', "events.0.when: unknown key"),
+    ('at_round = 1\naction = "kill"\nvehicle = 0\n[[events]]\nat_round = 2\n'
+     'action = "byzantine"\nvehicle = 0', "vehicle 0 turns byzantine while it is killed"),
 ])
 def test_a_scenario_that_cannot_run_is_refused_naming_the_problem(tmp_path, events, words):
     assert words in scenario_problems(tmp_path, f"{GOOD}\n[[events]]\n{events}\n")
@@ -89,7 +91,7 @@ def test_the_smoke_scenario_recovers_from_every_event_and_reports_it(tmp_path):
     assert len(result["rounds"]) == 6 and len(result["vehicles"]) == 4  # one registered
     assert [e["what"] for e in result["events"]] == [
         "kill vehicle 2", "broker down 4 s", "register a new vehicle", "restart vehicle 2",
-        "RPC node down 4 s"]
+        "RPC node down 4 s", "vehicle 1 turns byzantine (sign_flip)"]
     assert all(e["recovery_s"] is not None and e["recovery_s"] >= 0 for e in result["events"])
     # Every vehicle, the registered one too, served a model that was scored, and learning
     # happened: the last round's model beats the genesis one.
@@ -99,6 +101,10 @@ def test_the_smoke_scenario_recovers_from_every_event_and_reports_it(tmp_path):
     last = max(result["accuracy"], key=lambda a: (a["round"], a["t"]))
     assert last["accuracy"] > first["accuracy"]
     assert any(m.get("bytes_received", 0) > 0 for m in result["round_reports"])
+    # The liar was the real daemon under vehicle 1's key, and it took part.
+    liar = (out / "fleet" / "vehicle-1" / "learn.log").read_text()
+    assert liar.count("learner_ready") == 2 and "trained round=" in liar.rsplit(
+        "learner_ready", 1)[1]
     # The page is self-contained and holds the four plots, each a real picture.
     page = (out / "report" / "index.html").read_text()
     assert len(re.findall(r'src="data:image/png;base64,', page)) == 4
@@ -107,3 +113,19 @@ def test_the_smoke_scenario_recovers_from_every_event_and_reports_it(tmp_path):
         img = cv2.imread(str(out / "report" / f"{name}.png"))
         assert img is not None and img.shape[0] > 200 and img.shape[1] > 400
         assert len(np.unique(img.reshape(-1, 3), axis=0)) > 20  # lines and text, not blank
+    # A real browser opens it without a console message and decodes all four plots.
+    dom, console = open_in_browser(out / "report" / "index.html", tmp_path / "browser")
+    assert console == [] and 'data-plots="4"' in dom
+
+
+def open_in_browser(page: Path, profile: Path) -> tuple[str, list[str]]:
+    """Headless Chromium's DOM of ``page`` after it loaded, and its console lines ('make
+    test' installs Debian's chromium; these flags keep it off the network)."""
+    got = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+         "--dump-dom", page.absolute().as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert got.returncode == 0, got.stderr[-2000:]
+    return got.stdout, [line for line in got.stderr.splitlines() if ":CONSOLE" in line]
