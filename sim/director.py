@@ -198,8 +198,7 @@ class Director:
             assert e.vehicle is not None
             self.fleet.kill(e.vehicle)
             self._killed.add(e.vehicle)
-            self._watch(h, "the fleet finalised a round without it",
-                        _more_than(lambda: len(self.finals), len(self.finals)))
+            self._watch(h, "the fleet finalised a round without it", self._a_round_from_now())
         elif e.action == "restart":
             assert e.vehicle is not None
             self._killed.discard(e.vehicle)
@@ -209,8 +208,7 @@ class Director:
             assert e.vehicle is not None
             self.fleet.stop("learn", e.vehicle)
             self.fleet.start("learn", e.vehicle, command=("byzantine", "--attack", e.attack))
-            self._watch(h, "the fleet finalised a round with it lying",
-                        _more_than(lambda: len(self.finals), len(self.finals)))
+            self._watch(h, "the fleet finalised a round with it lying", self._a_round_from_now())
         elif e.action == "register":
             v = self.fleet.add_vehicle()
             self._start(v.index)
@@ -260,6 +258,10 @@ class Director:
             return any(t.split("/")[2] == address and t.endswith("/round")
                        and float(m.get("ts", 0)) >= since for t, m in list(self.watch.log))
         return done
+
+    def _a_round_from_now(self) -> Callable[[], bool]:
+        now = len(self.finals)
+        return lambda: len(self.finals) > now
 
     def _telemetry_back(self) -> Callable[[], bool]:
         self._back_at.pop("broker", None)
@@ -349,10 +351,6 @@ def _describe(e: Event) -> str:
     if e.action == "register":
         return "register a new vehicle"
     return f"{'broker' if e.action == 'broker_down' else 'RPC node'} down {e.seconds:g} s"
-
-
-def _more_than(count: Callable[[], int], now: int) -> Callable[[], bool]:
-    return lambda: count() > now
 
 
 def _serving_hash(state: Path) -> str | None:

@@ -59,13 +59,7 @@ def _png(fig: Any) -> bytes:
 
 def _accuracy(r: dict[str, Any]) -> bytes:
     fig, ax = _figure()
-    by_vehicle: dict[int, list[tuple[int, float]]] = defaultdict(list)
-    for a in r["accuracy"]:
-        by_vehicle[a["vehicle"]].append((a["round"], a["accuracy"]))
-    for v, points in sorted(by_vehicle.items()):
-        points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", lw=1,
-                label=f"vehicle {v}")
+    _per_vehicle(ax, [(a["vehicle"], a["round"], a["accuracy"]) for a in r["accuracy"]])
     base = r.get("baselines")
     if base:
         ax.axhline(base["central_acc"], color="black", ls="--", label="central")
@@ -78,18 +72,23 @@ def _accuracy(r: dict[str, Any]) -> bytes:
 
 def _bytes(r: dict[str, Any]) -> bytes:
     fig, ax = _figure()
-    by_vehicle: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for m in r["round_reports"]:
-        if "bytes_sent" in m:
-            by_vehicle[m["vehicle"]].append((m["round"], m["bytes_sent"] + m["bytes_received"]))
-    for v, points in sorted(by_vehicle.items()):
-        points.sort()
-        ax.plot([p[0] for p in points], [p[1] / 1e3 for p in points], marker=".", lw=1,
-                label=f"vehicle {v}")
+    _per_vehicle(ax, [(m["vehicle"], m["round"], (m["bytes_sent"] + m["bytes_received"]) / 1e3)
+                      for m in r["round_reports"] if "bytes_sent" in m])
     ax.set(xlabel="round", ylabel="kB sent + received",
            title="Bytes per vehicle per round (libp2p payloads)")
     ax.legend(fontsize=7, ncol=2)
     return _png(fig)
+
+
+def _per_vehicle(ax: Any, points: list[tuple[int, int, float]]) -> None:
+    """One line per vehicle through its (round, value) points."""
+    by_vehicle: dict[int, list[tuple[int, float]]] = defaultdict(list)
+    for vehicle, round_, value in points:
+        by_vehicle[vehicle].append((round_, value))
+    for v, line in sorted(by_vehicle.items()):
+        line.sort()
+        ax.plot([p[0] for p in line], [p[1] for p in line], marker=".", lw=1,
+                label=f"vehicle {v}")
 
 
 def _round_time(r: dict[str, Any]) -> bytes:

@@ -140,7 +140,7 @@ def _address(text: str | None, flag: str, action: str, what: str) -> str:
 def web3_for(args: argparse.Namespace) -> Web3:
     """A web3 client for ``--rpc`` (checked: an http(s) URL with a sane port)."""
     url = need(args.rpc, "--rpc URL", args.action,
-                f"the chain's JSON-RPC endpoint, or set {RPC_ENV}")
+               f"the chain's JSON-RPC endpoint, or set {RPC_ENV}")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"--rpc {url!r} is not an http(s)://HOST[:PORT] URL")
@@ -177,7 +177,7 @@ def _signer(args: argparse.Namespace) -> LocalAccount:
     from chain.keys import load_key
 
     path = need(args.keystore, "--keystore FILE", args.action,
-                 "the key that signs the transaction")
+                "the key that signs the transaction")
     return load_key(path, read_password(args))
 
 
@@ -238,7 +238,7 @@ def _params(args: argparse.Namespace) -> ChainParams:
 
 def _genesis(text: str | None) -> bytes:
     value: str = need(text, "--genesis factory|HEX|FILE", "deploy",
-                       "the model every vehicle starts from: its hash, or a checkpoint")
+                      "the model every vehicle starts from: its hash, or a checkpoint")
     if value == "factory":
         from agent.learn.daemon import factory_hash
 
@@ -340,6 +340,6 @@ def rounds(args: argparse.Namespace) -> int:
     for e in ledger.events(args.from_block, ledger.head()):
         if isinstance(e, RoundCommitment | RoundFinal):
             print_json({"event": "committed" if isinstance(e, RoundCommitment) else "final",
-                  **asdict(e)})
+                        **asdict(e)})
     return 0
 

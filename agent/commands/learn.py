@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 def run(args: argparse.Namespace, adjust: Callable[[LearnDaemon], None] | None = None) -> int:
     """Run the learner of ``args.config`` until SIGTERM; ``adjust`` sees the daemon before it
-    starts (the simulator's byzantine vehicle, ``sim.byzantine``, changes its learner)."""
+    starts (``swarmdrive byzantine``, ``sim.commands.byzantine``, changes its learner)."""
     from agent import logs
     from agent.config import checks
     from agent.config.schema import ConfigError, load

@@ -176,7 +176,7 @@ def publish(args: argparse.Namespace) -> int:
         args.out.unlink(missing_ok=True)
         raise
     print_json({"version": version, "onnx_sha256": sha, "size": len(data),
-          "source_round": args.round, "uri": uri, "out": str(args.out)})
+                "source_round": args.round, "uri": uri, "out": str(args.out)})
     return 0
 
 
@@ -213,7 +213,7 @@ def seed(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
     account = load_key(need(args.keystore, "--keystore FILE", "seed",
-                             "the key the node runs under"), read_password(args))
+                            "the key the node runs under"), read_password(args))
     w3 = web3_for(args)
     ledger = ledger_for(args, w3, None)
     if not (ledger.is_vehicle(account.address) or account.address in ledger.observers()):
