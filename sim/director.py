@@ -130,7 +130,7 @@ class Director:
         f = self.sc.fleet
         return (f"local_steps = {f.local_steps}\nbatch_size = {f.batch_size}\nlr = {f.lr}\n"
                 f"schedule_rounds = {f.rounds}\nmin_samples = 32\ncpu_share = {f.cpu_share}\n"
-                f"last_round = {f.rounds - 1}")
+                f"last_round = {f.rounds - 1}\ntrain_ahead = {str(f.train_ahead).lower()}")
 
     @staticmethod
     def _telemetry(port: int) -> str:

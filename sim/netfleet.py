@@ -57,6 +57,7 @@ class NetFleetConfig:
     rpc_url: str | None = None  # a JSON-RPC chain (anvil) instead of the embedded EVM
     engine: EngineConfig = EngineConfig()
     state_dir: Path | None = None  # vehicle checkpoints (default: none kept)
+    train_ahead: bool = False  # timing-dependent, so off: runs repeat bit for bit
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ class NetFleet:
         ident = self.identities[i]
         vcfg = VehicleConfig(local_steps=self.cfg.local_steps, merge=self.cfg.merge,
                              engine=self.net.engine, rounds=self.cfg.rounds,
-                             checkpoint=self.checkpoint(i))
+                             checkpoint=self.checkpoint(i), train_ahead=self.net.train_ahead)
         vehicle, _ = assemble(
             ident, self.fleet, AsyncLedger(self.ledger(ident.account), self.chain_lane),
             self.learner(i), NodeConfig(listen=f"/ip4/127.0.0.1/tcp/{self.ports[i]}",

@@ -180,6 +180,19 @@ class ProcessFleet:
         for role, i in list(self.procs):
             self.stop(role, i)
 
+    def memory(self) -> dict[str, dict[int, dict[str, float]]]:
+        """Each running process's memory in MB, by role and vehicle: ``rss`` (resident, shared
+        library pages counted in full), ``pss`` (shared pages split between the processes
+        that map them: these add up to what the fleet uses) and ``uss`` (private to it)."""
+        out: dict[str, dict[int, dict[str, float]]] = {}
+        for (role, i), proc in self.procs.items():
+            fields = _smaps_rollup(proc.pid)
+            if fields:
+                out.setdefault(role, {})[i] = {
+                    "rss": fields["Rss"], "pss": fields["Pss"],
+                    "uss": fields["Private_Clean"] + fields["Private_Dirty"]}
+        return out
+
     def check_alive(self) -> None:
         """``FleetError`` naming a vehicle process that has exited, with its last log line."""
         for (role, i), proc in self.procs.items():
@@ -245,6 +258,20 @@ class ProcessFleet:
         return out, net
 
 
+def _smaps_rollup(pid: int) -> dict[str, float]:
+    """/proc/PID/smaps_rollup's kB fields in MB; empty if the process has gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return {}
+    fields = {}
+    for line in text.splitlines()[1:]:
+        name, _, rest = line.partition(":")
+        if rest.strip().endswith("kB"):
+            fields[name] = round(int(rest.split()[0]) / 1024, 1)
+    return fields
+
+
 class FleetError(Exception):
     """A vehicle process died or the fleet stopped making progress; the message says which."""
 
@@ -261,6 +288,7 @@ class ProcessResult:
     contract: str
     seconds: float
     model: CropNet  # the chain's final model
+    memory: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)  # at the end
 
 
 def run_process_fleet(cfg: FleetConfig, test: CropSet, root: Path, params: ChainParams,
@@ -285,6 +313,7 @@ def run_process_fleet(cfg: FleetConfig, test: CropSet, root: Path, params: Chain
                 finals = fleet.wait_rounds(cfg.rounds, t0 + timeout_s, progress)
                 fleet.wait_installed(cfg.rounds - 1, t0 + timeout_s)
                 served = fleet.served_hashes()
+                memory = fleet.memory()
             finally:
                 fleet.stop_all()
             counts = watch.summary()
@@ -294,4 +323,4 @@ def run_process_fleet(cfg: FleetConfig, test: CropSet, root: Path, params: Chain
     rounds = [{"round": f.round, "model_hash": f.model_hash.hex(), "signers": len(f.signers),
                "block": f.block} for f in finals]
     return ProcessResult(vehicles, chain_hash, rounds, counts, reports, fleet.contract,
-                         time.monotonic() - t0, model)
+                         time.monotonic() - t0, model, memory)

@@ -43,6 +43,7 @@ class FleetSpec(Section):
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
     lr: PositiveFloat = 3e-3
     cpu_share: Annotated[float, Field(gt=0, le=1)] = 0.5  # of a core, per learner
+    train_ahead: bool = True  # training.train_ahead: train on while a round is committed
     seed: Annotated[int, Field(ge=0)] = 0
 
 

@@ -64,6 +64,7 @@ class Training(Section):
     threads: Annotated[int, Field(ge=1, le=64)] = 1
     cpu_share: Annotated[float, Field(gt=0, le=1)] = 0.5  # of wall time spent training, at most
     min_samples: PositiveInt = 64  # below this the vehicle does not contribute
+    train_ahead: bool = True  # train the next round while this one is committed (no idling)
     last_round: Annotated[int, Field(ge=0)] | None = None  # stop after it (simulated fleets)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -81,19 +82,31 @@ class BufferedLearner(Learner):
         self.buffer, self.min_samples, self.cpu_share = buffer, min_samples, cpu_share
         self._version = -1
 
-    def contribute(self, base: np.ndarray, base_hash: bytes, round_: int, local_steps: int,
-                   author: bytes = bytes(20)) -> Contributed:
+    def _refresh(self) -> None:
         if self.buffer.version != self._version:
             self._version = self.buffer.version
             self.set_data(self.buffer.load(held_out=False))
+
+    def contribute(self, base: np.ndarray, base_hash: bytes, round_: int, local_steps: int,
+                   author: bytes = bytes(20)) -> Contributed:
+        self._refresh()
         if self.samples < self.min_samples:
             raise SitOut(f"{self.samples} samples buffered, {self.min_samples} needed")
+        return super().contribute(base, base_hash, round_, local_steps, author)
+
+    def train_ahead(self, round_: int, local_steps: int, stop: Callable[[], bool]) -> int:
+        self._refresh()
+        if self.samples < self.min_samples:
+            return 0
+        return super().train_ahead(round_, local_steps, stop)
+
+    def _steps(self, steps: int) -> list[float]:
         t0 = time.monotonic()
-        out = super().contribute(base, base_hash, round_, local_steps, author)
+        losses = super()._steps(steps)
         # The training budget: rest in proportion, so that training takes at most cpu_share
         # of the time (this thread is the learner's own; the round's other work goes on).
         time.sleep((time.monotonic() - t0) * (1 / self.cpu_share - 1))
-        return out
+        return losses
 
 
 @dataclass
@@ -121,6 +134,7 @@ class LearnDaemon:
             CodecConfig(density=0.1, bits=8), t.schedule_rounds * t.local_steps,
             sampler_seed=int(identity.address, 16) % 2**63)
         vcfg = DriverConfig(local_steps=t.local_steps, checkpoint=state / "learner.ckpt",
+                            train_ahead=t.train_ahead,
                             rounds=None if t.last_round is None else t.last_round + 1)
         self.factory = self.learner.weights().copy()  # served again if every release is revoked
         self.vehicle, self.round = assemble(

@@ -119,7 +119,8 @@ class Reporter:
                 "round": done.round, "model": done.model_hash.hex(),
                 "committer": done.committer, "contributions": done.contributions,
                 "signers": done.signers, "verified": done.verified, **seconds,
-                "bytes_sent": now[0] - sent0, "bytes_received": now[1] - received0})
+                "bytes_sent": now[0] - sent0, "bytes_received": now[1] - received0,
+                "trainer_busy_s": round(self.daemon.vehicle.busy_s, 3)})
 
     def check_alarms(self, now: float) -> None:
         for alarm in ALARMS:

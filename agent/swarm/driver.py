@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,12 +79,21 @@ class VehicleConfig:
     rounds: int | None = None  # stop contributing after this round count (the simulator)
     sit_out_retry_s: float = 5.0  # too few samples to train: look again this much later
     checkpoint: Path | None = None
+    # Train the next round's local steps while this one is exchanged and committed (see
+    # agent.swarm.learner); off where runs must repeat bit for bit (the in-process simulator).
+    train_ahead: bool = False
+
+
+@dataclass(frozen=True)
+class TrainAhead:
+    """The driver's own action: start round ``round``'s local steps before its base is final."""
+    round: int
 
 
 @dataclass
 class RoundTiming:
     round: int
-    train_s: float = 0.0
+    train_s: float = 0.0  # including steps taken ahead, while the previous round closed
     exchange_s: float = 0.0  # time with at least one payload fetch in flight
     merge_s: float = 0.0
     commit_s: float = 0.0  # the commit transaction, on the committer only
@@ -122,11 +132,14 @@ class Vehicle:
     last_round: RoundDone | None = None  # the latest round final here
     ticks: int = 0  # engine ticks so far
     joined: trio.Event = field(default_factory=trio.Event)  # chain read, node listening
+    busy_s: float = 0.0  # seconds the trainer has worked (training, and resting in its budget)
 
     def __post_init__(self) -> None:
         self.layout = self.learner.layout
         self.model_hash = bytes.fromhex(flat_hash(self.layout, self.model))
         self._learner_lock = trio.Lock()
+        self._learner_state = self.learner.state()  # as of our last contribution: checkpointed
+        self._stop_ahead = threading.Event()
         self._merged: dict[bytes, Combined] = {}  # by model hash: the committer's and ours
         self._commitments: dict[int, RoundCommitment] = {}
         self._started: dict[int, float] = {}
@@ -184,12 +197,12 @@ class Vehicle:
         run ahead of the wall clock (its blocks are a second apart at least)."""
         return time.monotonic() + self._clock_offset
 
-    def _act(self, actions: list[Action]) -> None:
+    def _act(self, actions: Sequence[Action | TrainAhead]) -> None:
         assert self._nursery is not None
         for a in actions:
             self._nursery.start_soon(self._do, a)
 
-    async def _do(self, a: Action) -> None:
+    async def _do(self, a: Action | TrainAhead) -> None:
         try:
             await self._dispatch(a)
         except (trio.Cancelled, KeyboardInterrupt):
@@ -198,9 +211,11 @@ class Vehicle:
             self.stats["action_failed"] += 1
             log.exception("action_failed action=%s error=%s", type(a).__name__, e)
 
-    async def _dispatch(self, a: Action) -> None:
+    async def _dispatch(self, a: Action | TrainAhead) -> None:
         if isinstance(a, Train):
             await self._train(a)
+        elif isinstance(a, TrainAhead):
+            await self._train_ahead(a)
         elif isinstance(a, Announce):
             await self.node.publish(a.announcement)
         elif isinstance(a, Fetch):
@@ -286,13 +301,18 @@ class Vehicle:
 
     async def _train(self, a: Train) -> None:
         self._started[a.round] = time.monotonic()
+        self._stop_ahead.set()  # steps taken ahead end at the next step; we take them over
         base = self.model
 
         def contribute() -> tuple[Contributed, float]:
             t0 = time.perf_counter()  # timed in the thread: waiting for the lane is not training
-            out = self.learner.contribute(base, a.base_hash, a.round, self.cfg.local_steps,
-                                          author=bytes.fromhex(self.address[2:]))
-            return out, time.perf_counter() - t0
+            try:
+                out = self.learner.contribute(base, a.base_hash, a.round, self.cfg.local_steps,
+                                              author=bytes.fromhex(self.address[2:]))
+                self._learner_state = self.learner.state()
+                return out, time.perf_counter() - t0
+            finally:
+                self.busy_s += time.perf_counter() - t0
 
         while True:
             async with self._learner_lock:
@@ -314,12 +334,48 @@ class Vehicle:
             await trio.sleep(self.cfg.sit_out_retry_s)
             if self._engine.round != a.round:
                 return
-        self._timing(a.round).train_s = seconds
+        self._timing(a.round).train_s += seconds
         key = self.node.store.put(Kind.DELTA, out.payload)
         ann = announce.sign(self.node.identity, self.node.fleet, a.round, a.base_hash, key,
                             len(out.payload), out.samples, out.loss)
         log.info("trained round=%d loss=%.4f bytes=%d", a.round, out.loss, len(out.payload))
         self._act(self._engine.contributed(ann, self._now()))
+        if self._may_train_ahead(a.round + 1):
+            self._stop_ahead = threading.Event()
+            self._act([TrainAhead(a.round + 1)])
+
+    def _may_train_ahead(self, round_: int) -> bool:
+        """Whether to start ``round_`` now: only while the round before it is still open (a
+        late contribution's next round has begun already), and not past the last round."""
+        return (self.cfg.train_ahead and self._engine.round == round_ - 1
+                and (self.cfg.rounds is None or round_ < self.cfg.rounds))
+
+    async def _train_ahead(self, a: TrainAhead) -> None:
+        """Round ``a.round``'s first steps, until its ``Train`` arrives (which stops them)."""
+        stop = self._stop_ahead
+
+        def ahead() -> tuple[int, float]:
+            t0 = time.perf_counter()
+            try:
+                return (self.learner.train_ahead(a.round, self.cfg.local_steps, stop.is_set),
+                        time.perf_counter() - t0)
+            finally:
+                self.busy_s += time.perf_counter() - t0
+
+        async with self._learner_lock:
+            if stop.is_set() or not self._may_train_ahead(a.round):  # it began meanwhile
+                return
+            try:
+                steps, seconds = await trio.to_thread.run_sync(  # type: ignore[call-arg]
+                    ahead, limiter=self.train_lane, abandon_on_cancel=True)
+            except (ValueError, RuntimeError) as e:
+                self.learner.drop_ahead()
+                self.stats["train_failed"] += 1
+                log.error("train_ahead_failed round=%d error=%s", a.round, e)
+                return
+        self._timing(a.round).train_s += seconds
+        self.stats["steps_ahead"] += steps
+        log.debug("trained_ahead round=%d steps=%d", a.round, steps)
 
     def _peer_of(self, address: str) -> list[ID]:
         return [p for p in self.node.connected() if address_of_peer(p) == address]
@@ -422,6 +478,7 @@ class Vehicle:
         log.info("committed round=%d contributions=%d model=%s", a.round, len(entries),
                  combined.model_hash.hex()[:12])
         self._commitments[c.round] = c
+        self._ahead_onto(c.round + 1, combined.model)
         self._act(self._engine.committed(c, self._now()))
 
     async def _verify(self, a: Verify) -> None:
@@ -438,7 +495,13 @@ class Vehicle:
                       c.committer, c.model_hash.hex()[:12], got.hex()[:12] if got else "-")
         else:
             self._put_model(combined.model, combined.model_hash)
+            self._ahead_onto(c.round + 1, combined.model)
         self._act(self._engine.verified(got, self._now()))
+
+    def _ahead_onto(self, round_: int, base: np.ndarray) -> None:
+        """Steps taken ahead for ``round_`` go on from its base, verified here, not yet final."""
+        if self.cfg.train_ahead:
+            self.learner.verified(round_, base)
 
     async def _attest(self, a: Attest) -> None:
         att = attest.sign(self.node.identity, self.node.fleet, a.round, a.model_hash)
@@ -521,7 +584,7 @@ class Vehicle:
             del self.timings[r]
         if self.cfg.checkpoint is not None:
             await trio.to_thread.run_sync(save_vehicle_checkpoint, self.cfg.checkpoint,
-                                          done.round, self.model, self.learner)
+                                          done.round, self.model, self._learner_state)
         self.last_round = done
         if self.on_round is not None:
             self.on_round(self, done)
@@ -551,9 +614,10 @@ def assemble(identity: Identity, fleet: Fleet, chain: AsyncLedger, learner: Lear
     return vehicle, round_
 
 
-def save_vehicle_checkpoint(path: Path, round_: int, model: np.ndarray, learner: Learner) -> None:
-    """The vehicle's state after ``round_``, written atomically (a crash leaves the old one)."""
-    state = learner.state()
+def save_vehicle_checkpoint(path: Path, round_: int, model: np.ndarray,
+                            state: dict[str, object]) -> None:
+    """The vehicle's state after ``round_`` (``state``: the learner's, ``Learner.state``),
+    written atomically (a crash leaves the old one)."""
     blob = {"round": round_, "model": torch.from_numpy(model.copy()),
             "opt": state["opt"], "residual": torch.from_numpy(np.asarray(state["residual"])),
             "rng": state["rng"], "step": state["step"]}

@@ -3,10 +3,24 @@
 The learner owns the vehicle's model, optimiser state (kept across rounds, as a vehicle keeps
 it across days), training data and the codec's error-feedback residual. It knows nothing about
 transports: it turns (base model, round) into a payload and takes merged models back.
+
+Training ahead: while round r is exchanged, committed and attested (a block time or more on a
+real chain), the learner may start round r+1's local steps before round r's merged model M is
+final. They start from the learner's own weights; as soon as the vehicle has verified round r's
+commitment (its own merge gives the committed hash: M, unless the commit expires), the steps so
+far move onto it, W <- M + (W - B) with B the weights they started from, and go on from there.
+When the round is final, the same move onto the final model (nothing, if it is M) and the rest
+of the steps follow. The round's delta is taken against the final model as always, so the merge
+stays bit-reproducible and verifiable; only the steps taken before the commit was verified are
+stale, computed at the vehicle's own weights rather than the merge (delayed SGD, one round at
+most).
 """
 
 from __future__ import annotations
 
+import copy
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +45,14 @@ class Contributed:
     delta: np.ndarray  # (P,) the uncompressed training delta (for local accounting only)
 
 
+@dataclass
+class _Ahead:
+    """Steps of round ``round`` taken before its base model was known."""
+    round: int
+    origin: np.ndarray  # (P,) the weights the steps are relative to: ours, then the verified M
+    losses: list[float]
+
+
 class Learner:
     def __init__(self, data: CropSet, train_cfg: TrainConfig, codec: CodecConfig,
                  total_steps: int, seed: int, net: NetConfig = NetConfig()) -> None:
@@ -43,6 +65,9 @@ class Learner:
         self.g = torch.Generator().manual_seed(seed)
         self.residual = np.zeros(self.layout.size, np.float32)
         self.step = 0  # position in the shared schedule
+        self._ahead: _Ahead | None = None
+        self._verified: tuple[int, np.ndarray] | None = None  # (round, its base), handed over
+        self._handover = threading.Lock()  # by the driver's loop to the training thread
 
     def set_data(self, data: CropSet) -> None:
         """Train on ``data`` from now on (a vehicle's buffer grows and turns over)."""
@@ -60,8 +85,9 @@ class Learner:
         self.model.load_state_dict(self.layout.unflatten(flat))
 
     def state(self) -> dict[str, object]:
-        """What a restart needs besides the model: optimiser, residual, sampler, schedule."""
-        return {"opt": self.opt.state_dict(), "residual": self.residual.copy(),
+        """What a restart needs besides the model: optimiser, residual, sampler, schedule (a
+        copy: training may go on while it is written out)."""
+        return {"opt": copy.deepcopy(self.opt.state_dict()), "residual": self.residual.copy(),
                 "rng": self.g.get_state(), "step": self.step}
 
     def restore(self, state: dict[str, object]) -> None:
@@ -74,13 +100,65 @@ class Learner:
         self.g.set_state(state["rng"])  # type: ignore[arg-type]
         self.step = int(state["step"])  # type: ignore[call-overload]
 
-    def train_round(self, base: np.ndarray, local_steps: int) -> tuple[np.ndarray, float]:
-        """Train ``local_steps`` from ``base``; returns (delta W - base, mean loss)."""
-        self.load(base)
-        losses = run_steps(self.model, self.opt, self.x, self.y, self.step, local_steps,
+    def _steps(self, steps: int) -> list[float]:
+        """``steps`` steps of the schedule from ``self.step``; returns their losses."""
+        losses = run_steps(self.model, self.opt, self.x, self.y, self.step, steps,
                            self.total_steps, self.train_cfg, self.g)
-        self.step += local_steps
+        self.step += steps
+        return losses
+
+    def train_round(self, base: np.ndarray, local_steps: int) -> tuple[np.ndarray, float]:
+        """Train ``local_steps`` from ``base`` (carrying over steps taken ahead for this round);
+        returns (delta W - base, mean loss)."""
+        ahead, self._ahead = self._ahead, None
+        losses: list[float] = []
+        if ahead is not None and ahead.losses:
+            losses = ahead.losses
+            self._move(ahead, base)
+        else:
+            self.load(base)
+        losses += self._steps(local_steps - len(losses))
         return self.weights() - base, float(np.mean(losses))
+
+    def train_ahead(self, round_: int, local_steps: int, stop: Callable[[], bool]) -> int:
+        """Start round ``round_``'s local steps before its base model is known, from this
+        learner's own weights, one step at a time until ``stop()`` or all ``local_steps`` are
+        done; ``contribute`` for that round carries them over. Returns the steps taken."""
+        self._ahead = None
+        if self.samples == 0:
+            return 0
+        ahead = _Ahead(round_, self.weights(), [])
+        self.step = round_ * local_steps
+        while len(ahead.losses) < local_steps and not stop():
+            verified = self._take_verified(round_)
+            if verified is not None:
+                self._move(ahead, verified)
+            ahead.losses += self._steps(1)
+            if not np.isfinite(ahead.losses[-1]):
+                return 0  # diverged: start the round afresh from its base
+        self._ahead = ahead
+        return len(ahead.losses)
+
+    def drop_ahead(self) -> None:
+        """Forget steps taken ahead (the round they were for will not be trained here)."""
+        self._ahead = None
+
+    def verified(self, round_: int, base: np.ndarray) -> None:
+        """Round ``round_``'s base is known (verified, not yet final): steps taken ahead for
+        it move onto it at the next step. Called from any thread."""
+        with self._handover:
+            self._verified = (round_, base)
+
+    def _take_verified(self, round_: int) -> np.ndarray | None:
+        with self._handover:
+            verified, self._verified = self._verified, None
+        return verified[1] if verified is not None and verified[0] == round_ else None
+
+    def _move(self, ahead: _Ahead, base: np.ndarray) -> None:
+        """Carry the steps taken so far onto ``base``: W <- base + (W - origin)."""
+        if not np.array_equal(base, ahead.origin):  # already there: leave W bit for bit
+            self.load(base + (self.weights() - ahead.origin))
+        ahead.origin = base
 
     def contribute(self, base: np.ndarray, base_hash: bytes, round_: int,
                    local_steps: int, author: bytes = ANONYMOUS) -> Contributed:
@@ -88,7 +166,10 @@ class Learner:
         (the vehicle's 20-byte address) goes into the payload."""
         if self.samples == 0:
             raise SitOut("no labelled samples to train on yet")
-        self.step = round_ * local_steps  # the schedule follows the fleet's round, not ours
+        if self._ahead is not None and self._ahead.round != round_:
+            self._ahead = None
+        # The schedule follows the fleet's round, not ours (steps taken ahead count).
+        self.step = round_ * local_steps + (len(self._ahead.losses) if self._ahead else 0)
         delta, loss = self.train_round(base, local_steps)
         payload, self.residual = encode(delta, self.layout, base_hash, round_, self.codec,
                                         self.residual, author)

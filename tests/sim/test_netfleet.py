@@ -62,6 +62,18 @@ def test_every_vehicle_ends_on_the_chain_model_and_matches_the_memory_transport(
         assert not stats.get("verify_mismatch") and not stats.get("invalid_commitment")
 
 
+def test_vehicles_training_ahead_agree_on_every_round(data):
+    d = fleet_data(data, 3)
+    net = run_swarm_p2p(SMALL, d, NetFleetConfig(quorum=3, train_ahead=True))
+    assert {v["model_hash"] for v in net.vehicles.values()} == {net.chain_model_hash}
+    assert len(net.rounds) == SMALL.rounds
+    # Steps ran while rounds were being committed, and every merge still checked out.
+    assert sum(s.get("steps_ahead", 0) for s in net.stats.values()) > 0
+    for stats in net.stats.values():
+        assert stats.get("rounds_verified") == SMALL.rounds
+        assert not stats.get("verify_mismatch") and not stats.get("train_failed")
+
+
 def attacker_identity() -> Identity:
     return Identity.from_secret(hashlib.sha256(b"attacker").digest())
 

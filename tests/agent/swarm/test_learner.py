@@ -2,6 +2,7 @@ import numpy as np
 
 from agent.swarm.learner import Learner
 from models.codec import CodecConfig, decode
+from models.data import CropSet
 from models.layout import flat_hash
 from models.train import TrainConfig
 
@@ -29,3 +30,68 @@ def test_training_starts_from_the_given_base(trained):
     base = np.zeros(lr.layout.size, np.float32)
     delta, _ = lr.train_round(base, 1)
     assert np.allclose(lr.weights(), base + delta)
+
+
+def _pair(trained) -> tuple[Learner, Learner]:
+    """Two learners in the same state."""
+    a, b = (Learner(trained.data, TrainConfig(batch_size=16), CodecConfig(), total_steps=40,
+                    seed=5) for _ in range(2))
+    return a, b
+
+
+def test_steps_taken_ahead_carry_over_onto_the_final_base(trained):
+    a, b = _pair(trained)
+    merged = a.weights() + 0.01  # the round's final model, known only after two steps
+    calls = iter(range(100))
+    assert a.train_ahead(2, local_steps=5, stop=lambda: next(calls) >= 2) == 2
+    delta, _ = a.train_round(merged, 5)
+    assert a.step == 15
+    # By hand: two steps from our own weights, moved onto the merged model, three more.
+    origin = b.weights()
+    b.step = 10
+    b._steps(2)
+    b.load(merged + (b.weights() - origin))
+    b._steps(3)
+    assert np.array_equal(delta, b.weights() - merged)
+    assert not np.array_equal(delta, Learner(trained.data, TrainConfig(batch_size=16),
+                                             CodecConfig(), 40, seed=5).train_round(merged, 5)[0])
+
+
+def test_steps_taken_ahead_move_onto_the_verified_merge_as_soon_as_it_is_known(trained):
+    a, b = _pair(trained)
+    merged = a.weights() + 0.01  # verified after two steps, final after three
+    calls = iter(range(100))
+
+    def stop() -> bool:
+        k = next(calls)
+        if k == 2:
+            a.verified(2, merged)
+        return k >= 3
+
+    assert a.train_ahead(2, local_steps=5, stop=stop) == 3
+    delta, _ = a.train_round(merged, 5)
+    # By hand: two steps from our own weights, moved onto the merge, three more from there.
+    origin = b.weights()
+    b.step = 10
+    b._steps(2)
+    b.load(merged + (b.weights() - origin))
+    b._steps(3)
+    assert np.array_equal(delta, b.weights() - merged)
+
+
+def test_steps_taken_ahead_for_another_round_are_dropped(trained):
+    a, b = _pair(trained)
+    base = a.weights()
+    base_hash = bytes.fromhex(flat_hash(a.layout, base))
+    assert a.train_ahead(3, local_steps=4, stop=lambda: False) == 4
+    a.g.set_state(b.g.get_state())  # the sampler and optimiser moved on; compare the rest
+    a.opt.load_state_dict(b.opt.state_dict())
+    got = a.contribute(base, base_hash, round_=5, local_steps=4)
+    want = b.contribute(base, base_hash, round_=5, local_steps=4)
+    assert got.payload == want.payload and a.step == b.step == 24
+
+
+def test_a_learner_without_samples_takes_no_steps_ahead(trained):
+    empty = CropSet(trained.data.images[:0], trained.data.labels[:0])
+    lr = Learner(empty, TrainConfig(batch_size=16), CodecConfig(), total_steps=10, seed=1)
+    assert lr.train_ahead(1, local_steps=3, stop=lambda: False) == 0
