@@ -44,7 +44,10 @@ def main() -> None:
     p.add_argument("--vehicles", type=int, default=32)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--local-steps", type=int, default=5)
-    p.add_argument("--cpu-share", type=float, default=0.5)
+    p.add_argument("--cpu-share", type=float, default=0.25,
+                   help="each learner's training budget: 32 learners share two cores here")
+    p.add_argument("--camera-fps", type=float, default=1.0,
+                   help="frames each simulated camera keeps per second (rendering costs CPU)")
     args = p.parse_args()
     torch.set_num_threads(1)
     n = args.vehicles
@@ -57,6 +60,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="swarmdrive-scale-") as tmp:
         result = run_process_fleet(
             cfg, test, Path(tmp), params, cpu_share=args.cpu_share, timeout_s=3 * 3600,
+            # Training ahead keeps every trainer busy: right on a vehicle's own cores, but 32
+            # of them would starve the network and the chain of this machine's two.
+            train_ahead=False, camera_fps=args.camera_fps,
             progress=lambda f: log(f"round {f.round} final: {len(f.signers)} signers"))
     hashes = {str(v["model_hash"]) for v in result.vehicles.values()}
     served = {str(v["served_model_hash"]) for v in result.vehicles.values()}

@@ -75,11 +75,12 @@ class ProcessFleet:
     training: str = ""
     telemetry: str = ""
     ota: str = 'policy = "swarm"'
+    camera_fps: float = 5.0  # frames each simulated camera keeps per second
 
     @classmethod
     def create(cls, root: Path, rpc_url: str, n: int, params: ChainParams, seed: int = 0,
-               training: str = "", telemetry: str = "", ota: str = 'policy = "swarm"'
-               ) -> ProcessFleet:
+               training: str = "", telemetry: str = "", ota: str = 'policy = "swarm"',
+               camera_fps: float = 5.0) -> ProcessFleet:
         """Deploy, register ``n`` vehicles and write their configs under ``root``. Each
         vehicle's source is the simulator's camera in its profile's town and weathers;
         ``training``, ``telemetry`` and ``ota`` are TOML lines for those sections (by default
@@ -89,7 +90,7 @@ class ProcessFleet:
         fund(w3, operator.address)
         contract = deploy(w3, operator, bytes.fromhex(factory_hash()), params)
         fleet = cls(root, rpc_url, contract, [], root / "operator.key", seed=seed,
-                    training=training, telemetry=telemetry, ota=ota)
+                    training=training, telemetry=telemetry, ota=ota, camera_fps=camera_fps)
         for _ in range(n):
             fleet.add_vehicle(write_config=False)
         for v in fleet.vehicles:
@@ -121,7 +122,7 @@ class ProcessFleet:
         sources = "".join(
             f'[[sources]]\nname = "cam{k}"\n'
             f'uri = "sim:{profile.town}/{w}?seed={self.seed * 1000 + v.index * 10 + k}"\n'
-            f"fps = 5.0\n\n" for k, w in enumerate(profile.weathers))
+            f"fps = {self.camera_fps}\n\n" for k, w in enumerate(profile.weathers))
         v.config.write_text(
             f'log_level = "info"\n\n[vehicle]\nkey_file = "vehicle.key"\n'
             f'state_dir = "state"\n\n{sources}'
@@ -293,18 +294,21 @@ class ProcessResult:
 
 def run_process_fleet(cfg: FleetConfig, test: CropSet, root: Path, params: ChainParams,
                       progress: Callable[[RoundFinal], None] | None = None,
-                      timeout_s: float = 3600.0, cpu_share: float = 1.0) -> ProcessResult:
+                      timeout_s: float = 3600.0, cpu_share: float = 1.0,
+                      train_ahead: bool = True, camera_fps: float = 5.0) -> ProcessResult:
     """``cfg.rounds`` rounds of a fleet of real processes (anvil, mosquitto, a serve and a
     learn per vehicle) under ``root``; each vehicle stops taking part after the last round."""
     t0 = time.monotonic()
     training = (f"local_steps = {cfg.local_steps}\nbatch_size = {cfg.batch_size}\n"
                 f"lr = {cfg.lr}\nschedule_rounds = {cfg.rounds}\nmin_samples = 32\n"
-                f"cpu_share = {cpu_share}\nlast_round = {cfg.rounds - 1}")
+                f"cpu_share = {cpu_share}\nlast_round = {cfg.rounds - 1}\n"
+                f"train_ahead = {str(train_ahead).lower()}")
     with Anvil(root / "anvil.json") as chain, Mosquitto(root / "mosquitto") as broker:
         telemetry = (f'host = "127.0.0.1"\nport = {broker.port}\ntls = false\n'
                      "interval_s = 5.0")
         fleet = ProcessFleet.create(root, chain.url, cfg.vehicles, params, cfg.seed,
-                                    training=training, telemetry=telemetry)
+                                    training=training, telemetry=telemetry,
+                                    camera_fps=camera_fps)
         with TelemetryWatch("127.0.0.1", broker.port) as watch:
             try:
                 for i in range(cfg.vehicles):

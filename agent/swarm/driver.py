@@ -140,6 +140,8 @@ class Vehicle:
         self._learner_lock = trio.Lock()
         self._learner_state = self.learner.state()  # as of our last contribution: checkpointed
         self._stop_ahead = threading.Event()
+        # Round, sum of the deltas held, count: the guess at that round's base (None: exact).
+        self._guess: tuple[int, np.ndarray | None, int] = (-1, None, 0)
         self._merged: dict[bytes, Combined] = {}  # by model hash: the committer's and ours
         self._commitments: dict[int, RoundCommitment] = {}
         self._started: dict[int, float] = {}
@@ -303,6 +305,7 @@ class Vehicle:
         self._started[a.round] = time.monotonic()
         self._stop_ahead.set()  # steps taken ahead end at the next step; we take them over
         base = self.model
+        own: list[np.ndarray | None] = [None]  # our delta as sent
 
         def contribute() -> tuple[Contributed, float]:
             t0 = time.perf_counter()  # timed in the thread: waiting for the lane is not training
@@ -310,6 +313,8 @@ class Vehicle:
                 out = self.learner.contribute(base, a.base_hash, a.round, self.cfg.local_steps,
                                               author=bytes.fromhex(self.address[2:]))
                 self._learner_state = self.learner.state()
+                if self.cfg.train_ahead:
+                    own[0] = decode(out.payload, self.layout).values
                 return out, time.perf_counter() - t0
             finally:
                 self.busy_s += time.perf_counter() - t0
@@ -343,6 +348,8 @@ class Vehicle:
         if self._may_train_ahead(a.round + 1):
             self._stop_ahead = threading.Event()
             self._act([TrainAhead(a.round + 1)])
+            if own[0] is not None:
+                self._guess_ahead(a.round, own[0])
 
     def _may_train_ahead(self, round_: int) -> bool:
         """Whether to start ``round_`` now: only while the round before it is still open (a
@@ -389,8 +396,8 @@ class Vehicle:
             payload = await self.node.fetch(Kind.DELTA, a.payload_hash, a.size,
                                             prefer=self._peer_of(a.sender))
             ann = self._engine.announcement_for(a.payload_hash, a.sender)
-            await trio.to_thread.run_sync(self._check_payload, payload, ann,
-                                          limiter=self.work_lane)
+            values = await trio.to_thread.run_sync(self._check_payload, payload, ann,
+                                                   limiter=self.work_lane)
         except FetchError as e:
             log.info("fetch_failed payload=%s error=%s", a.payload_hash.hex()[:12], e)
             self._act(self._engine.fetched(a.payload_hash, False, self._now()))
@@ -405,18 +412,22 @@ class Vehicle:
             self._fetching -= 1
             if self._fetching == 0 and round_ is not None:
                 self._timing(round_).exchange_s += time.monotonic() - self._fetching_since
+        if ann is not None:
+            self._guess_ahead(ann.round, values)
         self._act(self._engine.fetched(a.payload_hash, True, self._now()))
 
-    def _check_payload(self, payload: bytes, ann: Announcement | None) -> None:
-        """A payload must decode and say what its announcement says (round, base, author)."""
+    def _check_payload(self, payload: bytes, ann: Announcement | None) -> np.ndarray:
+        """A payload must decode and say what its announcement says (round, base, author);
+        returns its delta."""
         got = decode(payload, self.layout)
         if ann is None:
-            return
+            return got.values
         if got.round != ann.round or got.base_hash != ann.base_hash:
             raise CodecError(f"payload is for round {got.round}, announced for {ann.round}")
         if got.author != bytes.fromhex(ann.sender[2:]):
             raise CodecError(f"payload's author 0x{got.author.hex()} is not its announcer "
                              f"{ann.sender}")
+        return got.values
 
     async def _fetch_announcement(self, a: FetchAnnouncement) -> None:
         try:
@@ -501,7 +512,22 @@ class Vehicle:
     def _ahead_onto(self, round_: int, base: np.ndarray) -> None:
         """Steps taken ahead for ``round_`` go on from its base, verified here, not yet final."""
         if self.cfg.train_ahead:
-            self.learner.verified(round_, base)
+            self._guess = (round_, None, 0)  # exact now: no more guesses for this round
+            self.learner.rebase_ahead(round_, base)
+
+    def _guess_ahead(self, round_: int, values: np.ndarray) -> None:
+        """Before round ``round_`` is committed, steps taken ahead for the next round go on
+        from a guess at its merge: our base plus the mean of the deltas we hold so far (the
+        verified merge replaces it; the final model corrects whatever it got wrong)."""
+        if not self.cfg.train_ahead or self._engine.round != round_:
+            return
+        r, total, n = self._guess
+        if r == round_ + 1 and total is None:
+            return  # verified already
+        total = values.copy() if r != round_ + 1 or total is None else total + values
+        n = (n if r == round_ + 1 else 0) + 1
+        self._guess = (round_ + 1, total, n)
+        self.learner.rebase_ahead(round_ + 1, self.model + total / n)
 
     async def _attest(self, a: Attest) -> None:
         att = attest.sign(self.node.identity, self.node.fleet, a.round, a.model_hash)

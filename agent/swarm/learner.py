@@ -6,14 +6,14 @@ transports: it turns (base model, round) into a payload and takes merged models 
 
 Training ahead: while round r is exchanged, committed and attested (a block time or more on a
 real chain), the learner may start round r+1's local steps before round r's merged model M is
-final. They start from the learner's own weights; as soon as the vehicle has verified round r's
-commitment (its own merge gives the committed hash: M, unless the commit expires), the steps so
-far move onto it, W <- M + (W - B) with B the weights they started from, and go on from there.
-When the round is final, the same move onto the final model (nothing, if it is M) and the rest
-of the steps follow. The round's delta is taken against the final model as always, so the merge
+final. They start from the learner's own weights and follow the best guess at M the vehicle
+has: the mean of round r's deltas it holds so far, then, once it has verified round r's
+commitment, the merge itself (M, unless the commit expires). Each better guess G moves the steps
+so far onto it, W <- G + (W - B) with B the previous guess, and training goes on from there.
+When the round is final, the same move onto the final model (nothing, if it is the verified
+merge) and the rest of the steps follow. The round's delta is taken against the final model as always, so the merge
 stays bit-reproducible and verifiable; only the steps taken before the commit was verified are
-stale, computed at the vehicle's own weights rather than the merge (delayed SGD, one round at
-most).
+stale, computed at a guess rather than the merge (delayed SGD, one round at most).
 """
 
 from __future__ import annotations
@@ -143,9 +143,10 @@ class Learner:
         """Forget steps taken ahead (the round they were for will not be trained here)."""
         self._ahead = None
 
-    def verified(self, round_: int, base: np.ndarray) -> None:
-        """Round ``round_``'s base is known (verified, not yet final): steps taken ahead for
-        it move onto it at the next step. Called from any thread."""
+    def rebase_ahead(self, round_: int, base: np.ndarray) -> None:
+        """A better guess at round ``round_``'s base (the verified merge, or before it a mean
+        of the deltas so far): steps taken ahead for it move onto it at the next step. Called
+        from any thread."""
         with self._handover:
             self._verified = (round_, base)
 

@@ -65,7 +65,7 @@ def test_steps_taken_ahead_move_onto_the_verified_merge_as_soon_as_it_is_known(t
     def stop() -> bool:
         k = next(calls)
         if k == 2:
-            a.verified(2, merged)
+            a.rebase_ahead(2, merged)
         return k >= 3
 
     assert a.train_ahead(2, local_steps=5, stop=stop) == 3
