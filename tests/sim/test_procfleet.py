@@ -105,6 +105,14 @@ def test_a_fleet_of_processes_rides_out_a_broker_outage_and_a_killed_learner(anv
             assert seen(sub_log, a, "status") >= 2
         births = [m for t, m in messages(sub_log) if t.endswith("/state") and m["online"]]
         assert {m["vehicle"] for m in births} == set(addresses)
+        # The trainer's working seconds grow from round to round (training ahead, by default).
+        busy = [float(str(m["trainer_busy_s"])) for t, m in messages(sub_log)
+                if t == f"swarmdrive/v1/{addresses[0]}/round"]
+        assert busy == sorted(busy) and busy[-1] > 0
+        memory = fleet.memory()  # what benchmarks/scale.py reports, for each process
+        assert set(memory["learn"]) == set(memory["serve"]) == {0, 1, 2, 3}
+        for role in memory.values():
+            assert all(0 < m["uss"] <= m["pss"] <= m["rss"] for m in role.values())
         fleet.check_alive()
     finally:
         fleet.stop_all()

@@ -1,0 +1,1 @@
+"""swarmdrive's crop classifier as a Flower App (see pyproject.toml)."""
