@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= out/demo
 
-.PHONY: install mosquitto chromium demo test test-fast lint bench
+.PHONY: install mosquitto chromium demo test test-fast lint bench bench-fleet
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -64,3 +64,9 @@ test-fast: install node_modules/.bin/anvil mosquitto
 
 bench: install node_modules/.bin/anvil
 	for b in startup render codec generalisation inference learning byzantine chain_gas round; do echo "== $$b"; $(PY) -m benchmarks.$$b || exit 1; done
+
+# The fleet benchmarks: fleets of processes (anvil, mosquitto), and Flower side by side. Each
+# takes 10 to 30 minutes here.
+bench-fleet: install node_modules/.bin/anvil mosquitto
+	$(PY) -m pip install -q -e '.[flower]'
+	for b in ota overlap scale flower; do echo "== $$b"; $(PY) -m benchmarks.$$b || exit 1; done
