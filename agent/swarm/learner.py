@@ -11,9 +11,10 @@ has: the mean of round r's deltas it holds so far, then, once it has verified ro
 commitment, the merge itself (M, unless the commit expires). Each better guess G moves the steps
 so far onto it, W <- G + (W - B) with B the previous guess, and training goes on from there.
 When the round is final, the same move onto the final model (nothing, if it is the verified
-merge) and the rest of the steps follow. The round's delta is taken against the final model as always, so the merge
-stays bit-reproducible and verifiable; only the steps taken before the commit was verified are
-stale, computed at a guess rather than the merge (delayed SGD, one round at most).
+merge) and the rest of the steps follow. The round's delta is taken against the final model as
+always, so the merge stays bit-reproducible and verifiable; only the steps taken before the
+commit was verified are stale, computed at a guess rather than the merge (delayed SGD, one
+round at most).
 """
 
 from __future__ import annotations
