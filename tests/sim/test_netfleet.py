@@ -125,8 +125,10 @@ def crafted_rpcs(topic: str) -> list[bytes]:
 def test_no_remote_peer_can_crash_a_vehicle(data):
     # The attacker is admitted (an observer the operator listed, or a stolen vehicle key):
     # strangers do not even get a stream (test_attacks.py).
+    # Quorum 3 of 3: the vehicle under attack must verify every round itself, not catch up by
+    # fetching a round the other two finalised without it (which it may, and should, do).
     fleet = NetFleet(replace(SMALL, rounds=5), fleet_data(data, 3),
-                     NetFleetConfig(observers=(attacker_identity().address,)))
+                     NetFleetConfig(quorum=3, observers=(attacker_identity().address,)))
     report: dict[str, int] = {}
 
     async def attack(fleet: NetFleet, vehicles: list[Vehicle], nursery: trio.Nursery) -> None:
