@@ -305,7 +305,6 @@ class Vehicle:
         self._started[a.round] = time.monotonic()
         self._stop_ahead.set()  # steps taken ahead end at the next step; we take them over
         base = self.model
-        own: list[np.ndarray | None] = [None]  # our delta as sent
 
         def contribute() -> tuple[Contributed, float]:
             t0 = time.perf_counter()  # timed in the thread: waiting for the lane is not training
@@ -313,8 +312,6 @@ class Vehicle:
                 out = self.learner.contribute(base, a.base_hash, a.round, self.cfg.local_steps,
                                               author=bytes.fromhex(self.address[2:]))
                 self._learner_state = self.learner.state()
-                if self.cfg.train_ahead:
-                    own[0] = decode(out.payload, self.layout).values
                 return out, time.perf_counter() - t0
             finally:
                 self.busy_s += time.perf_counter() - t0
@@ -348,8 +345,7 @@ class Vehicle:
         if self._may_train_ahead(a.round + 1):
             self._stop_ahead = threading.Event()
             self._act([TrainAhead(a.round + 1)])
-            if own[0] is not None:
-                self._guess_ahead(a.round, own[0])
+            self._guess_ahead(a.round, decode(out.payload, self.layout).values)  # ours, as sent
 
     def _may_train_ahead(self, round_: int) -> bool:
         """Whether to start ``round_`` now: only while the round before it is still open (a

@@ -39,6 +39,17 @@ def _pair(trained) -> tuple[Learner, Learner]:
     return a, b
 
 
+def by_hand(b: Learner, merged: np.ndarray) -> np.ndarray:
+    """Round 2's delta against ``merged``: two steps from b's own weights, moved onto
+    ``merged``, three more from there."""
+    origin = b.weights()
+    b.step = 10
+    b._steps(2)
+    b.load(merged + (b.weights() - origin))
+    b._steps(3)
+    return b.weights() - merged
+
+
 def test_steps_taken_ahead_carry_over_onto_the_final_base(trained):
     a, b = _pair(trained)
     merged = a.weights() + 0.01  # the round's final model, known only after two steps
@@ -46,13 +57,7 @@ def test_steps_taken_ahead_carry_over_onto_the_final_base(trained):
     assert a.train_ahead(2, local_steps=5, stop=lambda: next(calls) >= 2) == 2
     delta, _ = a.train_round(merged, 5)
     assert a.step == 15
-    # By hand: two steps from our own weights, moved onto the merged model, three more.
-    origin = b.weights()
-    b.step = 10
-    b._steps(2)
-    b.load(merged + (b.weights() - origin))
-    b._steps(3)
-    assert np.array_equal(delta, b.weights() - merged)
+    assert np.array_equal(delta, by_hand(b, merged))
     assert not np.array_equal(delta, Learner(trained.data, TrainConfig(batch_size=16),
                                              CodecConfig(), 40, seed=5).train_round(merged, 5)[0])
 
@@ -70,13 +75,7 @@ def test_steps_taken_ahead_move_onto_the_verified_merge_as_soon_as_it_is_known(t
 
     assert a.train_ahead(2, local_steps=5, stop=stop) == 3
     delta, _ = a.train_round(merged, 5)
-    # By hand: two steps from our own weights, moved onto the merge, three more from there.
-    origin = b.weights()
-    b.step = 10
-    b._steps(2)
-    b.load(merged + (b.weights() - origin))
-    b._steps(3)
-    assert np.array_equal(delta, b.weights() - merged)
+    assert np.array_equal(delta, by_hand(b, merged))
 
 
 def test_steps_taken_ahead_for_another_round_are_dropped(trained):
