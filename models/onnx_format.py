@@ -6,6 +6,7 @@ import torch to know what to read.
 
 from __future__ import annotations
 
-INPUT_NAME, OUTPUT_NAME = "crops", "logits"
+INPUT_NAME, OUTPUT_NAME = "crops", "logits"  # the crop classifier (task "classify")
+FRAMES_NAME, HEAT_NAME, BOX_NAME = "frames", "heat", "box"  # the detector (task "detect")
 META_PREFIX = "swarmdrive."
 META_FORMAT = "1"

@@ -58,6 +58,17 @@ def whole_image(image: np.ndarray, size: int) -> np.ndarray:
     return crop(image, box, size)[None]
 
 
+def frame_input(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A whole frame resized to a detector's (width, height), as a (1, h, w, 3) batch.
+
+    Plain resizing, no letterbox: every camera of a fleet has the simulator's 4:3 aspect, and
+    the detector's boxes scale back by the same factors.
+    """
+    if (image.shape[1], image.shape[0]) == size:
+        return image[None]
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)[None]
+
+
 def to_input(batch: np.ndarray) -> np.ndarray:
     """(N, S, S, 3) uint8 BGR crops -> (N, 3, S, S) float32 normalised RGB."""
     scale = np.float32(1.0 / 255.0)

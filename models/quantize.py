@@ -23,34 +23,39 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from models.atomic import atomic_write_bytes
 from models.errors import ExportError
 from models.onnx_export import set_metadata
-from models.onnx_format import INPUT_NAME, META_PREFIX
+from models.onnx_format import META_PREFIX
 from models.preprocess import to_input
 
 MIN_CALIBRATION_CROPS = 16  # fewer gives activation ranges that clip real frames
 
 
-class _Crops(CalibrationDataReader):
-    def __init__(self, images: np.ndarray, batch: int = 32) -> None:
+class _Images(CalibrationDataReader):
+    def __init__(self, images: np.ndarray, input_name: str, batch: int = 32) -> None:
         starts = range(0, len(images), batch)
         self._batches = iter([to_input(images[i : i + batch]) for i in starts])
+        self._name = input_name
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         x = next(self._batches, None)
-        return None if x is None else {INPUT_NAME: x}
+        return None if x is None else {self._name: x}
 
 
 def quantize_int8(fp32: onnx.ModelProto, calibration: np.ndarray, out: Path) -> None:
-    """Write the int8 version of ``fp32`` to ``out``, calibrated on ``calibration`` crops."""
+    """Write the int8 version of ``fp32`` to ``out``, calibrated on ``calibration`` images
+    (uint8 crops for a classifier, frames at the network's size for a detector)."""
     if len(calibration) < MIN_CALIBRATION_CROPS:
         raise ExportError(f"int8 calibration needs at least {MIN_CALIBRATION_CROPS} labelled "
-                          f"crops, got {len(calibration)}: give more calibration frames")
+                          f"images, got {len(calibration)}: give more calibration frames")
     meta = {p.key[len(META_PREFIX):]: p.value for p in fp32.metadata_props
             if p.key.startswith(META_PREFIX)}
     with tempfile.TemporaryDirectory() as tmp:
         src, pre, q = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
         src.write_bytes(fp32.SerializeToString())
-        quant_pre_process(str(src), str(pre))
-        quantize_static(str(pre), str(q), _Crops(calibration), quant_format=QuantFormat.QDQ,
+        # ORT's symbolic shape inference cannot follow the detector's dynamic-batch Resize
+        # (it raises "Incomplete symbolic shape inference"); ONNX's own inference suffices.
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        reader = _Images(calibration, fp32.graph.input[0].name)
+        quantize_static(str(pre), str(q), reader, quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, op_types_to_quantize=["Conv", "Gemm"])
         proto = onnx.load(str(q))

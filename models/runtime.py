@@ -1,4 +1,5 @@
-"""Serving an exported model with ONNX Runtime: load, validate the metadata, classify crops."""
+"""Serving an exported model with ONNX Runtime: load, validate the metadata, then classify
+crops (``OnnxClassifier``) or detect objects in frames (``OnnxDetector``)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,18 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from models.detect_decode import MIN_SCORE, Detections, decode
 from models.errors import ModelFileError
-from models.onnx_format import INPUT_NAME, META_FORMAT, META_PREFIX, OUTPUT_NAME
-from models.preprocess import to_input
+from models.onnx_format import (
+    BOX_NAME,
+    FRAMES_NAME,
+    HEAT_NAME,
+    INPUT_NAME,
+    META_FORMAT,
+    META_PREFIX,
+    OUTPUT_NAME,
+)
+from models.preprocess import frame_input, to_input
 
 MAX_MODEL_BYTES = 64 << 20  # CropNet's ONNX is well under 1 MB
 
@@ -25,6 +35,9 @@ class ModelInfo:
     model_hash: str
     precision: str
     round: int | None = None  # the swarm round it comes from, stamped on OTA releases
+    task: str = "classify"  # or "detect"
+    frame_size: tuple[int, int] = (0, 0)  # a detector's input (width, height)
+    stride: int = 0  # a detector's output stride
 
 
 def read_info(proto: onnx.ModelProto, path: Path) -> ModelInfo:
@@ -35,15 +48,23 @@ def read_info(proto: onnx.ModelProto, path: Path) -> ModelInfo:
                              "'swarmdrive export')")
     try:
         classes = tuple(json.loads(meta["classes"]))
-        return ModelInfo(classes=classes, input_size=int(meta["input_size"]),
-                         model_hash=meta["model_hash"], precision=meta.get("precision", "fp32"),
-                         round=int(meta["round"]) if "round" in meta else None)
+        task = meta.get("task", "classify")
+        detect = task == "detect"
+        return ModelInfo(
+            classes=classes, input_size=0 if detect else int(meta["input_size"]),
+            model_hash=meta["model_hash"], precision=meta.get("precision", "fp32"),
+            round=int(meta["round"]) if "round" in meta else None, task=task,
+            frame_size=((int(meta["input_width"]), int(meta["input_height"])) if detect
+                        else (0, 0)),
+            stride=int(meta["stride"]) if detect else 0)
     except (KeyError, ValueError, TypeError) as e:
         raise ModelFileError(f"model {path}: malformed swarmdrive metadata ({e})") from None
 
 
-class OnnxClassifier:
-    """An ONNX Runtime session for a swarmdrive crop classifier."""
+class OnnxModel:
+    """An ONNX Runtime session for a swarmdrive model, loaded, hashed and probed."""
+
+    task = ""  # what the subclass serves; a file of another task is refused
 
     def __init__(self, path: Path, threads: int = 1, sha256: str | None = None) -> None:
         """Load and check ``path``; with ``sha256`` (hex), only if its bytes have that hash."""
@@ -61,6 +82,9 @@ class OnnxClassifier:
         except Exception as e:  # protobuf raises its own DecodeError and others
             raise ModelFileError(f"model {path}: not an ONNX model ({type(e).__name__})") from None
         self.info = read_info(proto, path)
+        if self.info.task != self.task:
+            raise ModelFileError(f"model {path}: a {self.info.task!r} model, not a {self.task!r} "
+                                 "one")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -71,6 +95,15 @@ class OnnxClassifier:
                                  f"({str(e).splitlines()[0][:160]})") from None
         self.path = path
         self._check_signature()
+
+    def _check_signature(self) -> None:
+        raise NotImplementedError
+
+
+class OnnxClassifier(OnnxModel):
+    """A swarmdrive crop classifier."""
+
+    task = "classify"
 
     def _check_signature(self) -> None:
         """Refuse a model whose graph does not take crops and give one logit per class.
@@ -110,3 +143,46 @@ class OnnxClassifier:
         p = np.exp(z - z.max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)
         return p.argmax(axis=1), p.max(axis=1)
+
+
+class OnnxDetector(OnnxModel):
+    """A swarmdrive frame detector: frames in, objects out (decoded in numpy)."""
+
+    task = "detect"
+
+    def _check_signature(self) -> None:
+        """Refuse a model whose graph does not take frames and give the two maps it should."""
+        where = f"model {self.path}"
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if inputs != [FRAMES_NAME] or not {HEAT_NAME, BOX_NAME} <= set(outputs):
+            raise ModelFileError(f"{where}: expects inputs {inputs} and gives {outputs}, not "
+                                 f"{FRAMES_NAME!r} -> {HEAT_NAME!r}, {BOX_NAME!r}")
+        (w, h), stride = self.info.frame_size, self.info.stride
+        if not (16 <= w <= 4096 and 16 <= h <= 4096 and stride in (1, 2, 4, 8, 16, 32)
+                and w % stride == 0 and h % stride == 0):
+            raise ModelFileError(f"{where}: metadata frame size {w}x{h} / stride {stride} is "
+                                 "not usable")
+        try:
+            heat, box = self.session.run([HEAT_NAME, BOX_NAME],
+                                         {FRAMES_NAME: np.zeros((1, 3, h, w), np.float32)})
+        except Exception as e:  # ORT raises its own types for shape and type mismatches
+            raise ModelFileError(f"{where}: does not take (N, 3, {h}, {w}) float32 frames "
+                                 f"({str(e).splitlines()[0][:160]})") from None
+        grid = (h // stride, w // stride)
+        if heat.shape != (1, len(self.info.classes), *grid) or box.shape != (1, 4, *grid):
+            raise ModelFileError(f"{where}: gives maps of shapes {list(heat.shape)} and "
+                                 f"{list(box.shape)}, not (1, {len(self.info.classes)}, "
+                                 f"{grid[0]}, {grid[1]}) and (1, 4, {grid[0]}, {grid[1]})")
+
+    def maps(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw (N, C, R, W) heatmap logits and (N, 4, R, W) distances for network-size frames."""
+        heat, box = self.session.run([HEAT_NAME, BOX_NAME], {FRAMES_NAME: to_input(frames)})
+        return heat, box
+
+    def detect(self, image: np.ndarray, min_score: float = MIN_SCORE) -> Detections:
+        """The objects in one (H, W, 3) uint8 BGR frame of any size, in its own pixels."""
+        size = self.info.frame_size
+        heat, box = self.maps(frame_input(image, size))
+        h, w = image.shape[:2]
+        return decode(heat[0], box[0], self.info.stride, (w, h), size, min_score=min_score)

@@ -67,6 +67,8 @@ class RenderedFrame:
     image: np.ndarray  # (H, W, 3) uint8, BGR
     boxes: np.ndarray  # (N, 4) float32, pixel x0, y0, x1, y1
     labels: np.ndarray  # (N,) int64 class ids of sim.world.CLASSES
+    ignored: np.ndarray  # (M, 4) float32: objects in view that are not labelled (too small,
+    # mostly hidden or mostly outside the frame); evaluation neither counts nor penalises them
 
 
 def _mix(a: tuple[int, int, int], b: tuple[int, int, int], k: float) -> tuple[int, int, int]:
@@ -329,15 +331,17 @@ class Renderer:
                       visible: list[float]) -> RenderedFrame:
         cam = self.camera
         min_h = cam.min_box_px * cam.height / 240
-        out_boxes, out_labels = [], []
+        out_boxes, out_labels, ignored = [], [], []
         for a, (x0, y0, x1, y1), vis in zip(actors, boxes, visible, strict=True):
-            if not a.labelled or vis < MIN_VISIBLE or a.z > FAR_M:
+            if not a.labelled or a.z > FAR_M:
                 continue
             cx0, cy0 = max(0.0, x0), max(0.0, y0)
             cx1, cy1 = min(float(cam.width), x1), min(float(cam.height), y1)
-            if cx1 <= cx0 or cy1 <= cy0 or (y1 - y0) < min_h or (x1 - x0) < 2:
-                continue
-            if (cx1 - cx0) * (cy1 - cy0) < MIN_IN_FRAME * (x1 - x0) * (y1 - y0):
+            if cx1 <= cx0 or cy1 <= cy0 or vis <= 0.0:
+                continue  # not in view at all
+            if (vis < MIN_VISIBLE or (y1 - y0) < min_h or (x1 - x0) < 2
+                    or (cx1 - cx0) * (cy1 - cy0) < MIN_IN_FRAME * (x1 - x0) * (y1 - y0)):
+                ignored.append((cx0, cy0, cx1, cy1))
                 continue
             out_boxes.append((cx0, cy0, cx1, cy1))
             out_labels.append(CLASS_ID[a.kind])
@@ -345,6 +349,7 @@ class Renderer:
             image=img,
             boxes=np.array(out_boxes, np.float32).reshape(-1, 4),
             labels=np.array(out_labels, np.int64),
+            ignored=np.array(ignored, np.float32).reshape(-1, 4),
         )
 
 

@@ -45,7 +45,8 @@ class SyntheticCamera:
             i = self.start + k * self.stride
             f = self._renderer.render(i)
             self._frames += 1
-            yield Frame(image=f.image, origin=f"{self.name}#{i}", boxes=f.boxes, labels=f.labels)
+            yield Frame(image=f.image, origin=f"{self.name}#{i}", boxes=f.boxes, labels=f.labels,
+                        ignored=f.ignored)
 
     def close(self) -> None:
         """Nothing to release; here for the ``CameraSource`` interface."""

@@ -45,7 +45,7 @@ def test_int8_is_smaller_and_agrees(trained, tmp_path):
 
 
 def test_int8_needs_calibration_crops(trained, tmp_path):
-    with pytest.raises(ExportError, match=r"calibration needs at least 16 labelled crops, got 3"):
+    with pytest.raises(ExportError, match=r"calibration needs at least 16 labelled images, got 3"):
         quantize_int8(to_onnx(trained.model, CLASSES), trained.data.images[:3], tmp_path / "q.onnx")
 
 
