@@ -1,5 +1,8 @@
 """Labelled frames for the detector, and the augmentations that carry it across domains.
 
+Numpy and OpenCV only (the photometric half runs in torch, in models/detect_train.py), so
+that ``swarmdrive infer`` can read labelled frames without torch.
+
 A ``FrameSet`` holds whole frames at the network's input size with their boxes. Objects
 under ``MIN_BOX_PX`` rows tall count as ignored, like KITTI's "hard" cut-off: too few pixels to
 name reliably, so a detector is neither rewarded nor penalised for them.
@@ -21,14 +24,27 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from models.frame import Frame
-from models.preprocess import MEAN_RGB, STD_RGB
 
 MIN_BOX_PX = 12.0  # rows of a 240-row frame: the smallest object that counts
+REPEAT_THRESHOLD = 0.3  # classes in fewer than 30% of the frames are drawn more often
 MIN_KEPT = 0.6  # an object cut by a zoom counts only if this much of it is still in the frame
+
+
+@dataclass(frozen=True)
+class Truth:
+    """One frame's ground truth, in that frame's pixels."""
+
+    boxes: np.ndarray  # (n, 4) float32 x0, y0, x1, y1: objects that count
+    labels: np.ndarray  # (n,) int64
+    ignored: np.ndarray  # (m, 4) float32: neither a hit nor a miss
+
+    @staticmethod
+    def of(frame: Frame) -> Truth:
+        """A frame's labels, objects under ``MIN_BOX_PX`` (scaled to its height) ignored."""
+        min_h = MIN_BOX_PX * frame.image.shape[0] / 240
+        return Truth(*split_small(frame.boxes, frame.labels, frame.ignored, min_h))
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,25 @@ class FrameSet:
 
     def objects(self) -> int:
         return sum(len(b) for b in self.labels)
+
+    def sampling_weights(self, n_classes: int, threshold: float = REPEAT_THRESHOLD) -> np.ndarray:
+        """How often to draw each frame: LVIS's repeat-factor sampling (Gupta et al. 2019).
+
+        A class seen in a fraction f of the frames gets r = max(1, sqrt(threshold / f)); a
+        frame is drawn in proportion to its rarest class's r. Traffic lights and stop signs are
+        in a few percent of the frames, cars in most: without this the rare classes see ~20x
+        fewer examples and their AP trails.
+        """
+        present = np.zeros((len(self), n_classes), np.bool_)
+        for i, lab in enumerate(self.labels):
+            present[i, lab] = True
+        f = present.mean(axis=0)
+        r = np.where(f > 0, np.sqrt(threshold / np.maximum(f, 1e-12)), 1.0).clip(min=1.0)
+        weights = np.where(present, r[None, :], 1.0).max(axis=1)
+        return weights / weights.sum()
+
+    def truths(self) -> list[Truth]:
+        return [Truth(*t) for t in zip(self.boxes, self.labels, self.ignored, strict=True)]
 
     def subset(self, idx: Iterable[int]) -> FrameSet:
         ix = list(idx)
@@ -138,35 +173,3 @@ def geometric(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, ignored:
     ign = np.concatenate([ign, cut[visible & ~counts]])
     ign = ign[(ign[:, 2] > ign[:, 0]) & (ign[:, 3] > ign[:, 1])]
     return image, cut[counts], labels[counts], ign.astype(np.float32).reshape(-1, 4)
-
-
-def photometric(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Random light, colour, haze, noise and blur on a (B, 3, H, W) RGB batch in 0..1."""
-    b = x.shape[0]
-
-    def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(b, *shape, generator=g)
-
-    x = x * u(0.4, 1.4, 1, 1, 1) * u(0.8, 1.2, 3, 1, 1)  # brightness, tint
-    x = x.clamp(0, 1) ** u(0.7, 1.5, 1, 1, 1)  # gamma
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * u(0.6, 1.3, 1, 1, 1) + mean  # contrast
-    hazy = (torch.rand(b, 1, 1, 1, generator=g) < 0.3).float() * u(0.0, 0.5, 1, 1, 1)
-    x = x * (1 - hazy) + hazy * u(0.4, 0.8, 1, 1, 1)  # fog veil
-    x = x + torch.randn(x.shape, generator=g) * u(0.0, 0.04, 1, 1, 1)  # sensor noise
-    blurred = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
-    blur = (torch.rand(b, 1, 1, 1, generator=g) < 0.2).float()
-    return (x * (1 - blur) + blurred * blur).clamp(0, 1)
-
-
-def normalise(bgr: np.ndarray, aug: Augment | None = None,
-              g: torch.Generator | None = None) -> torch.Tensor:
-    """(B, H, W, 3) uint8 BGR -> (B, 3, H, W) float32 network input (as ``to_input``)."""
-    x = torch.from_numpy(np.ascontiguousarray(bgr[..., ::-1])).permute(0, 3, 1, 2).float() / 255
-    if aug is not None and aug.photometric:
-        assert g is not None, "photometric augmentation needs a generator"
-        x = photometric(x, g)
-    mean = torch.tensor(MEAN_RGB).view(1, 3, 1, 1)
-    std = torch.tensor(STD_RGB).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous()
-

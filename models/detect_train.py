@@ -12,19 +12,50 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from models.detect_data import Augment, FrameSet, geometric, normalise
+from models.detect_data import Augment, FrameSet, geometric
 from models.detect_loss import Targets, detection_loss, frame_targets
 from models.detector import FrameNet
+from models.preprocess import MEAN_RGB, STD_RGB
 from models.train import TrainConfig, TrainResult, lr_at
 
 log = logging.getLogger(__name__)
 
-DETECTOR_TRAIN = TrainConfig(steps=3000, batch_size=16, lr=4e-3, weight_decay=1e-4)
+DETECTOR_TRAIN = TrainConfig(steps=4000, batch_size=16, lr=4e-3, weight_decay=1e-4)
 
 
 def make_optimizer(model: FrameNet, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def photometric(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Random light, colour, haze, noise and blur on a (B, 3, H, W) RGB batch in 0..1."""
+    b = x.shape[0]
+
+    def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(b, *shape, generator=g)
+
+    x = x * u(0.4, 1.4, 1, 1, 1) * u(0.8, 1.2, 3, 1, 1)  # brightness, tint
+    x = x.clamp(0, 1) ** u(0.7, 1.5, 1, 1, 1)  # gamma
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * u(0.6, 1.3, 1, 1, 1) + mean  # contrast
+    hazy = (torch.rand(b, 1, 1, 1, generator=g) < 0.3).float() * u(0.0, 0.5, 1, 1, 1)
+    x = x * (1 - hazy) + hazy * u(0.4, 0.8, 1, 1, 1)  # fog veil
+    x = x + torch.randn(x.shape, generator=g) * u(0.0, 0.04, 1, 1, 1)  # sensor noise
+    blurred = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    blur = (torch.rand(b, 1, 1, 1, generator=g) < 0.2).float()
+    return (x * (1 - blur) + blurred * blur).clamp(0, 1)
+
+
+def batch_tensor(bgr: np.ndarray, aug: Augment, g: torch.Generator) -> torch.Tensor:
+    """(B, H, W, 3) uint8 BGR -> (B, 3, H, W) network input, as ``to_input`` after ``aug``."""
+    x = torch.from_numpy(np.ascontiguousarray(bgr[..., ::-1])).permute(0, 3, 1, 2).float() / 255
+    if aug.photometric:
+        x = photometric(x, g)
+    mean = torch.tensor(MEAN_RGB).view(1, 3, 1, 1)
+    std = torch.tensor(STD_RGB).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous()
 
 
 def get_batch(model: FrameNet, data: FrameSet, batch_size: int, aug: Augment,
@@ -32,13 +63,13 @@ def get_batch(model: FrameNet, data: FrameSet, batch_size: int, aug: Augment,
     """A random augmented batch and its targets."""
     cfg = model.config
     images, targets = [], []
-    for i in rng.integers(len(data), size=batch_size):
+    for i in rng.choice(len(data), size=batch_size, p=data.sampling_weights(cfg.n_classes)):
         img, boxes, labels, ignored = geometric(data.images[i], data.boxes[i], data.labels[i],
                                                 data.ignored[i], aug, rng)
         images.append(img)
         targets.append(frame_targets(boxes, labels, ignored, cfg.n_classes, cfg.grid,
                                      cfg.stride))
-    return normalise(np.stack(images), aug, g), Targets.stack(targets)
+    return batch_tensor(np.stack(images), aug, g), Targets.stack(targets)
 
 
 def run_steps(model: FrameNet, opt: torch.optim.Optimizer, data: FrameSet, first: int,

@@ -61,26 +61,36 @@ def read_info(proto: onnx.ModelProto, path: Path) -> ModelInfo:
         raise ModelFileError(f"model {path}: malformed swarmdrive metadata ({e})") from None
 
 
+def load_file(path: Path) -> tuple[bytes, onnx.ModelProto]:
+    """A model file's bytes and graph, refusing what is missing, huge or not ONNX."""
+    if not path.is_file():
+        raise ModelFileError(f"model {path}: no such file")
+    if path.stat().st_size > MAX_MODEL_BYTES:
+        raise ModelFileError(f"model {path}: larger than {MAX_MODEL_BYTES} bytes")
+    data = path.read_bytes()
+    try:
+        proto = onnx.load_from_string(data)
+    except Exception as e:  # protobuf raises its own DecodeError and others
+        raise ModelFileError(f"model {path}: not an ONNX model ({type(e).__name__})") from None
+    return data, proto
+
+
 class OnnxModel:
     """An ONNX Runtime session for a swarmdrive model, loaded, hashed and probed."""
 
     task = ""  # what the subclass serves; a file of another task is refused
 
-    def __init__(self, path: Path, threads: int = 1, sha256: str | None = None) -> None:
-        """Load and check ``path``; with ``sha256`` (hex), only if its bytes have that hash."""
+    def __init__(self, path: Path, threads: int = 1, sha256: str | None = None,
+                 loaded: tuple[bytes, onnx.ModelProto] | None = None) -> None:
+        """Load and check ``path``; with ``sha256`` (hex), only if its bytes have that hash.
+
+        ``loaded`` is what ``load_file`` already read (``open_model`` reads a file once).
+        """
         path = Path(path)
-        if not path.is_file():
-            raise ModelFileError(f"model {path}: no such file")
-        if path.stat().st_size > MAX_MODEL_BYTES:
-            raise ModelFileError(f"model {path}: larger than {MAX_MODEL_BYTES} bytes")
-        data = path.read_bytes()
+        data, proto = loaded or load_file(path)
         self.sha256 = hashlib.sha256(data).hexdigest()
         if sha256 is not None and self.sha256 != sha256.lower():
             raise ModelFileError(f"model {path}: its sha256 is not the expected {sha256[:16]}…")
-        try:
-            proto = onnx.load_from_string(data)
-        except Exception as e:  # protobuf raises its own DecodeError and others
-            raise ModelFileError(f"model {path}: not an ONNX model ({type(e).__name__})") from None
         self.info = read_info(proto, path)
         if self.info.task != self.task:
             raise ModelFileError(f"model {path}: a {self.info.task!r} model, not a {self.task!r} "
@@ -186,3 +196,11 @@ class OnnxDetector(OnnxModel):
         heat, box = self.maps(frame_input(image, size))
         h, w = image.shape[:2]
         return decode(heat[0], box[0], self.info.stride, (w, h), size, min_score=min_score)
+
+
+def open_model(path: Path, threads: int = 1) -> OnnxClassifier | OnnxDetector:
+    """Whichever kind of model ``path`` holds, as its metadata's ``task`` says."""
+    path = Path(path)
+    loaded = load_file(path)
+    kind = OnnxDetector if read_info(loaded[1], path).task == "detect" else OnnxClassifier
+    return kind(path, threads, loaded=loaded)

@@ -42,6 +42,61 @@ def test_render_writes_pngs_labels_and_classes(frames):
     assert (frames / "classes.txt").read_text().split()[0] == "car"
 
 
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained FrameNet, exported: enough to check what infer prints and draws."""
+    import numpy as np
+    import torch
+
+    from models.detector import DetConfig, FrameNet
+    from models.onnx_export import export
+    from sim.world import CLASSES
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("detector") / "det.onnx"
+    noise = np.random.default_rng(0).integers(0, 256, (2, 240, 320, 3), dtype=np.uint8)
+    export(FrameNet(DetConfig()), CLASSES, out, noise)
+    return out
+
+
+def test_infer_with_a_detector_prints_objects_ap_and_draws_frames(frames, detector, tmp_path):
+    import cv2
+
+    r = swarmdrive("infer", "--model", detector, frames, "--min-score", "0.01", "--draw",
+                   tmp_path / "drawn")
+    assert r.returncode == 0, r.stderr
+    objects = [json.loads(x) for x in r.stdout.splitlines()]
+    assert objects and all(len(o["box"]) == 4 and 0.01 <= o["score"] <= 1 for o in objects)
+    assert {o["path"] for o in objects} <= {str(p) for p in (frames / "images").glob("*.png")}
+    per_frame = [line for line in r.stderr.splitlines() if ": AP@0.5 " in line]
+    assert len(per_frame) == 5
+    assert "mAP@0.5 " in r.stderr and "over 5 labelled frame(s)" in r.stderr
+    drawn = sorted((tmp_path / "drawn").glob("*.jpg"))
+    assert len(drawn) == 5
+    img = cv2.imread(str(drawn[0]))
+    assert img.shape == (240, 320, 3)
+
+
+def test_infer_on_a_video_writes_an_annotated_video(frames, detector, tmp_path):
+    import cv2
+
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 10.0, (320, 240))
+    for png in sorted((frames / "images").glob("*.png")):
+        writer.write(cv2.imread(str(png)))
+    writer.release()
+    r = swarmdrive("infer", "--model", detector, f"video:{clip}", "--min-score", "0.01",
+                   "--draw", tmp_path / "drawn")
+    assert r.returncode == 0, r.stderr
+    assert {json.loads(x)["path"] for x in r.stdout.splitlines()} <= {
+        f"video {clip}#{i}" for i in range(5)}
+    cap = cv2.VideoCapture(str(tmp_path / "drawn" / "clip.mp4"))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 5
+
+
 def test_infer_frames_with_labels_and_crops(frames, trained, tmp_path):
     r = swarmdrive("infer", "--model", trained.onnx, frames)
     assert r.returncode == 0, r.stderr

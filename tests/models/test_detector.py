@@ -1,13 +1,16 @@
 """The detector: targets, decoding, COCO metrics (real pycocotools), training, ONNX and int8."""
 
+from dataclasses import replace
+
 import numpy as np
 import onnx
 import pytest
 import torch
 
+from models.coco import coco_report
 from models.detect_data import MIN_BOX_PX, Augment, FrameSet, frames_to_set, geometric
 from models.detect_decode import Detections, decode, local_maxima
-from models.detect_eval import coco_report, evaluate
+from models.detect_eval import evaluate
 from models.detect_loss import Targets, detection_loss, frame_targets
 from models.detect_train import DETECTOR_TRAIN, make_optimizer, run_steps
 from models.detector import DetConfig, FrameNet
@@ -87,11 +90,11 @@ def test_coco_metrics_score_perfect_missing_and_ignored_detections(frames):
     perfect = [decode(*perfect_maps(b, k), CFG.stride, (CFG.width, CFG.height),
                       (CFG.width, CFG.height)) for b, k in zip(data.boxes, data.labels,
                                                               strict=True)]
-    report = coco_report(perfect, data, CLASSES)
+    report = coco_report(perfect, data.truths(), CLASSES)
     assert report.map50 == pytest.approx(1.0) and report.map50_95 > 0.9
     # Dropping every other frame's detections loses recall, and the metric sees it.
     half = [d if i % 2 else d.above(2.0) for i, d in enumerate(perfect)]
-    assert coco_report(half, data, CLASSES).map50 < 0.9
+    assert coco_report(half, data.truths(), CLASSES).map50 < 0.9
 
 
 def test_an_ignored_region_absorbs_a_detection():
@@ -104,8 +107,8 @@ def test_an_ignored_region_absorbs_a_detection():
                             np.concatenate([clean.labels, [0]]))
     elsewhere = Detections(np.concatenate([clean.boxes, [[0, 0, 20, 20]]]).astype(np.float32),
                            on_ignored.scores, on_ignored.labels)
-    assert coco_report([on_ignored], data, CLASSES).map50 == pytest.approx(1.0)
-    assert coco_report([elsewhere], data, CLASSES).map50 < 1.0
+    assert coco_report([on_ignored], data.truths(), CLASSES).map50 == pytest.approx(1.0)
+    assert coco_report([elsewhere], data.truths(), CLASSES).map50 < 1.0
 
 
 def test_small_or_hidden_objects_are_ignored_not_counted(frames):
@@ -132,7 +135,7 @@ def test_a_few_steps_lower_the_loss(frames):
     model = FrameNet(CFG)
     opt = make_optimizer(model, DETECTOR_TRAIN)
     rng, g = np.random.default_rng(0), torch.Generator().manual_seed(0)
-    cfg = DETECTOR_TRAIN.__class__(steps=30, batch_size=8, lr=4e-3)
+    cfg = replace(DETECTOR_TRAIN, steps=30, batch_size=8)
     losses = run_steps(model, opt, frames, 0, 30, 30, cfg, Augment.none(), rng, g)
     assert np.mean(losses[-5:]) < 0.85 * np.mean(losses[:5])
     assert evaluate(model, frames, CLASSES).frames == len(frames)
