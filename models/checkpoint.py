@@ -16,12 +16,13 @@ from typing import Any
 import torch
 
 from models.atomic import atomic_write_bytes
+from models.detector import DetConfig, FrameNet
 from models.errors import CheckpointError
 from models.layout import ModelLayout, flat_hash
 from models.net import CropNet, NetConfig
 
 FORMAT = "swarmdrive-checkpoint/1"
-MAX_CHECKPOINT_BYTES = 256 << 20  # CropNet is ~0.6 MB; anything this large is not ours
+MAX_CHECKPOINT_BYTES = 256 << 20  # our models are a few MB; anything this large is not ours
 
 
 def state_hash(state: dict[str, torch.Tensor]) -> str:
@@ -30,13 +31,31 @@ def state_hash(state: dict[str, torch.Tensor]) -> str:
     return flat_hash(layout, layout.flatten(state))
 
 
-def save_checkpoint(path: Path, model: CropNet, classes: tuple[str, ...],
+def family(model: CropNet | FrameNet) -> str:
+    """The checkpoint's name for the model's family."""
+    return "detector" if isinstance(model, FrameNet) else "classifier"
+
+
+def make_model(family_name: str, model_args: dict[str, Any]) -> CropNet | FrameNet:
+    """A fresh model of a family from its config dict (as a checkpoint stores it)."""
+    if family_name == "detector":
+        args = dict(model_args)
+        if "channels" in args:
+            args["channels"] = tuple(args["channels"])
+        return FrameNet(DetConfig(**args))
+    if family_name == "classifier":
+        return CropNet(NetConfig(**model_args))
+    raise KeyError(f"unknown model family {family_name!r}")
+
+
+def save_checkpoint(path: Path, model: CropNet | FrameNet, classes: tuple[str, ...],
                     meta: dict[str, Any] | None = None) -> str:
     """Write ``model`` to ``path`` atomically; returns its model hash."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     digest = state_hash(state)
     ckpt = {
         "format": FORMAT,
+        "family": family(model),
         "model_args": asdict(model.config),
         "classes": list(classes),
         "state_dict": state,
@@ -49,7 +68,7 @@ def save_checkpoint(path: Path, model: CropNet, classes: tuple[str, ...],
     return digest
 
 
-def load_checkpoint(path: Path) -> tuple[CropNet, dict[str, Any]]:
+def load_checkpoint(path: Path) -> tuple[CropNet | FrameNet, dict[str, Any]]:
     """The model in ``path`` (eval mode) and the checkpoint dict; ``CheckpointError`` if bad."""
     path = Path(path)
     if not path.is_file():
@@ -68,7 +87,8 @@ def load_checkpoint(path: Path) -> tuple[CropNet, dict[str, Any]]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"model {path}: not a swarmdrive checkpoint (expected {FORMAT})")
     try:
-        model = CropNet(NetConfig(**ckpt["model_args"]))
+        # Checkpoints from before the detector carry no family: they are classifiers.
+        model = make_model(ckpt.get("family", "classifier"), ckpt["model_args"])
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, RuntimeError, AssertionError) as e:
         raise CheckpointError(f"model {path}: weights do not fit the model ({_first_line(e)})") \

@@ -25,6 +25,7 @@ from agent.commands.chain import (
 )
 
 if TYPE_CHECKING:
+    from models.detector import FrameNet
     from models.net import CropNet
 
 MAX_URI_BYTES = 256  # the contract's bound
@@ -123,7 +124,7 @@ def release_bytes(args: argparse.Namespace) -> tuple[bytes, str]:
     return proto.SerializeToString(), model_hash
 
 
-def _checkpoint_net(path: Path) -> tuple[CropNet, tuple[str, ...]]:
+def _checkpoint_net(path: Path) -> tuple[CropNet | FrameNet, tuple[str, ...]]:
     """The network in a 'swarmdrive train' checkpoint or a vehicle's ``learner.ckpt``."""
     import torch
 

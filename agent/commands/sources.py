@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from agent.camera.source import CameraError, open_source
 from agent.exit_codes import ExitCode
 from models.data import CropSet, crops_from_frames
+from models.detect_data import FrameSet, frames_to_set
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,26 @@ class Collected:
     skipped: dict[str, int]  # source -> corrupt or unreadable files skipped
 
     def report_skipped(self) -> int:
-        """Print one line per source that skipped files; the exit code the rule asks for."""
-        for name, n in self.skipped.items():
-            print(f"swarmdrive: error: {name}: skipped {n} corrupt or unreadable file(s)",
-                  file=sys.stderr)
-        return int(ExitCode.BAD_INPUT_FILE) if self.skipped else 0
+        return report_skipped(self.skipped)
+
+
+@dataclass(frozen=True)
+class CollectedFrames:
+    """Whole labelled frames at a detector's size, and the files skipped as corrupt."""
+
+    frames: FrameSet
+    skipped: dict[str, int]
+
+    def report_skipped(self) -> int:
+        return report_skipped(self.skipped)
+
+
+def report_skipped(skipped: dict[str, int]) -> int:
+    """Print one line per source that skipped files; the exit code the rule asks for."""
+    for name, n in skipped.items():
+        print(f"swarmdrive: error: {name}: skipped {n} corrupt or unreadable file(s)",
+              file=sys.stderr)
+    return int(ExitCode.BAD_INPUT_FILE) if skipped else 0
 
 
 def collect_crops(specs: Sequence[str], n_classes: int, size: int, max_frames: int,
@@ -52,3 +68,22 @@ def collect_crops(specs: Sequence[str], n_classes: int, size: int, max_frames: i
     if len(data) == 0:
         raise CameraError(f"{', '.join(specs)}: no labelled boxes to {what} on")
     return Collected(data, frames, skipped)
+
+
+
+def collect_frames(specs: Sequence[str], n_classes: int, size: tuple[int, int],
+                   max_frames: int, what: str) -> CollectedFrames:
+    """At most ``max_frames`` labelled frames of each source, resized to ``size`` (w, h)."""
+    sets, skipped = [], {}
+    for spec in specs:
+        with open_source(spec, n_classes) as src:
+            labelled = (f for f in itertools.islice(src, max_frames) if len(f.labels))
+            sets.append(frames_to_set(labelled, *size))
+            stats = src.statistics()
+        print(f"{what}: {stats.frames} frame(s) from {spec}", file=sys.stderr, flush=True)
+        if stats.skipped:
+            skipped[spec] = stats.skipped
+    data = FrameSet.concat(sets)
+    if len(data) == 0:
+        raise CameraError(f"{', '.join(specs)}: no labelled frames to {what} on")
+    return CollectedFrames(data, skipped)

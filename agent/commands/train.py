@@ -1,4 +1,5 @@
-"""``swarmdrive train``: train the crop classifier on camera sources (the simulator's by default).
+"""``swarmdrive train``: train a model on camera sources (the simulator's by default): the frame
+detector, or the crop classifier.
 
 Heavy imports (torch) live in ``run``: ``swarmdrive --help`` must not pay for them.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from agent.commands.args import (
@@ -27,8 +28,11 @@ EVAL_SOURCE = "sim:*/*?seed={seed}&n={frames}&stride=5&split=test"
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     p = add_command(sub, common, "train", "train the object-recognition model",
-                    "Train the crop classifier on labelled frames: the simulator's drives (every "
-                    "town under every weather unless --town/--weather narrow it) or --source.")
+                    "Train the frame detector (or the crop classifier) on labelled frames: the "
+                    "simulator's drives (every town under every weather unless --town/--weather "
+                    "narrow it) or --source.")
+    p.add_argument("--model", choices=("detector", "classifier"), default="classifier",
+                   help="what to train: the frame detector, or the classifier of labelled crops")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (.pt)")
     p.add_argument("--source", action="append", metavar="SPEC",
                    help="camera source instead of the sim drives (repeat for several): an image "
@@ -40,8 +44,10 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help="sim frames per (town, weather) domain")
     p.add_argument("--max-frames", type=positive_int, default=MAX_FRAMES,
                    help="frames read from each --source at most (an endless camera stops here)")
-    p.add_argument("--steps", type=positive_int, default=1200, help="optimiser steps")
-    p.add_argument("--batch-size", type=int_range(1, 65536), default=128, help="crops per step")
+    p.add_argument("--steps", type=positive_int,
+                   help="optimiser steps (default: 4000 for the detector, 1200 for the classifier)")
+    p.add_argument("--batch-size", type=int_range(1, 65536),
+                   help="frames (detector, default 16) or crops (classifier, default 128) a step")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of data and weights")
     p.add_argument("--threads", type=int_range(1, 256), default=2, help="torch CPU threads")
     p.add_argument("--eval-frames", type=non_negative_int, default=8,
@@ -62,6 +68,8 @@ def training_sources(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     check_output_file(args.out)
     sources = training_sources(args)
+    if args.model == "detector":
+        return train_detector(args, sources)
     import torch
 
     from agent.commands.sources import collect_crops
@@ -82,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
               "more frames)", file=sys.stderr)
     torch.manual_seed(args.seed)
     model = CropNet(config)
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    cfg = TrainConfig(steps=args.steps or 1200, batch_size=args.batch_size or 128, seed=args.seed)
     result = train(model, data, cfg, progress=lambda step, loss: print(
         f"step {step}/{cfg.steps} loss {loss:.4f}", file=sys.stderr, flush=True))
     summary: dict[str, object] = {"out": str(args.out), "crops": len(data),
@@ -96,5 +104,43 @@ def run(args: argparse.Namespace) -> int:
     summary["model_hash"] = save_checkpoint(
         args.out, model, CLASSES,
         meta={"train": asdict(cfg), "sources": sources})
+    print(json.dumps(summary))
+    return got.report_skipped()
+
+
+def train_detector(args: argparse.Namespace, sources: list[str]) -> int:
+    """Train FrameNet on whole labelled frames; evaluate by COCO mAP on the fleet's test drives."""
+    import torch
+
+    from agent.commands.sources import collect_frames
+    from models.checkpoint import save_checkpoint
+    from models.classes import CLASSES
+    from models.detect_eval import evaluate
+    from models.detect_train import DETECTOR_TRAIN, train
+    from models.detector import DetConfig, FrameNet
+
+    torch.set_num_threads(args.threads)
+    config = DetConfig(n_classes=len(CLASSES))
+    size = (config.width, config.height)
+    got = collect_frames(sources, len(CLASSES), size, args.max_frames, "train")
+    data = got.frames
+    cfg = replace(DETECTOR_TRAIN, steps=args.steps or DETECTOR_TRAIN.steps,
+                  batch_size=args.batch_size or DETECTOR_TRAIN.batch_size, seed=args.seed)
+    print(f"training the detector on {len(data)} frames ({data.objects()} objects) for "
+          f"{cfg.steps} steps", file=sys.stderr, flush=True)
+    torch.manual_seed(args.seed)
+    model = FrameNet(config)
+    result = train(model, data, cfg, progress=lambda step, loss: print(
+        f"step {step}/{cfg.steps} loss {loss:.4f}", file=sys.stderr, flush=True))
+    summary: dict[str, object] = {"out": str(args.out), "model": "detector",
+                                  "frames": len(data), "objects": data.objects(),
+                                  "steps": result.steps, "final_loss": round(result.final_loss, 5),
+                                  "train_s": round(result.seconds, 1)}
+    if args.eval_frames > 0:
+        spec = EVAL_SOURCE.format(seed=args.seed, frames=args.eval_frames)
+        test = collect_frames([spec], len(CLASSES), size, args.max_frames, "evaluate").frames
+        summary["fleet_test"] = evaluate(model, test, CLASSES).to_dict()
+    summary["model_hash"] = save_checkpoint(args.out, model, CLASSES,
+                                            meta={"train": asdict(cfg), "sources": sources})
     print(json.dumps(summary))
     return got.report_skipped()

@@ -97,6 +97,26 @@ def test_infer_on_a_video_writes_an_annotated_video(frames, detector, tmp_path):
     assert n == 5
 
 
+def test_train_export_and_infer_a_detector(tmp_path):
+    r = swarmdrive("train", "--model", "detector", "--frames", "1", "--steps", "2",
+                   "--eval-frames", "1", "--out", tmp_path / "det.pt")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["model"] == "detector" and summary["frames"] > 0
+    assert 0 <= summary["fleet_test"]["map50"] <= 1
+    r = swarmdrive("export", tmp_path / "det.pt", "--int8", "--calibration-frames", "1",
+                   "--out", tmp_path / "det8.onnx")
+    assert r.returncode == 0, r.stderr
+    exported = json.loads(r.stdout)
+    assert exported["precision"] == "int8" and exported["model_hash"] == summary["model_hash"]
+    r = swarmdrive("infer", "--model", tmp_path / "det8.onnx", "sim:Town02/ClearNoon?n=3",
+                   "--min-score", "0")
+    assert r.returncode == 0, r.stderr
+    assert all(json.loads(x)["path"].startswith("sim:Town02/ClearNoon")
+               for x in r.stdout.splitlines())
+    assert "mAP@0.5 " in r.stderr
+
+
 def test_infer_frames_with_labels_and_crops(frames, trained, tmp_path):
     r = swarmdrive("infer", "--model", trained.onnx, frames)
     assert r.returncode == 0, r.stderr
