@@ -18,15 +18,11 @@ from models.detect_data import Augment, FrameSet, geometric
 from models.detect_loss import Targets, detection_loss, frame_targets
 from models.detector import FrameNet
 from models.preprocess import MEAN_RGB, STD_RGB
-from models.train import TrainConfig, TrainResult, lr_at
+from models.train import TrainConfig, TrainResult, lr_at, make_optimizer
 
 log = logging.getLogger(__name__)
 
 DETECTOR_TRAIN = TrainConfig(steps=4000, batch_size=16, lr=4e-3, weight_decay=1e-4)
-
-
-def make_optimizer(model: FrameNet, cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def photometric(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -73,9 +69,14 @@ def get_batch(model: FrameNet, data: FrameSet, batch_size: int, aug: Augment,
 
 
 def run_steps(model: FrameNet, opt: torch.optim.Optimizer, data: FrameSet, first: int,
-              steps: int, total: int, cfg: TrainConfig, aug: Augment,
-              rng: np.random.Generator, g: torch.Generator) -> list[float]:
-    """Steps ``first .. first + steps - 1`` of a ``total``-step schedule; returns the losses."""
+              steps: int, total: int, cfg: TrainConfig, g: torch.Generator,
+              aug: Augment | None = None) -> list[float]:
+    """Steps ``first .. first + steps - 1`` of a ``total``-step schedule; returns the losses.
+
+    ``g`` is the only random state (the learner checkpoints it): each step draws the seed of
+    its numpy generator (frame choice, flips, zooms) from it.
+    """
+    aug = Augment() if aug is None else aug
     if len(data) == 0:
         raise ValueError("no labelled frames to train on")
     model.train()
@@ -83,6 +84,7 @@ def run_steps(model: FrameNet, opt: torch.optim.Optimizer, data: FrameSet, first
     for step in range(first, first + steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, total, cfg)
+        rng = np.random.default_rng(int(torch.randint(1 << 62, (1,), generator=g)))
         x, target = get_batch(model, data, cfg.batch_size, aug, rng, g)
         heat, dist = model(x)
         loss, _ = detection_loss(heat, dist, target, model.config.stride)
@@ -102,14 +104,13 @@ def train(model: FrameNet, data: FrameSet, cfg: TrainConfig, aug: Augment | None
     """Train ``model`` in place on ``data`` for ``cfg.steps`` steps (default augmentations)."""
     aug = Augment() if aug is None else aug
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     opt = make_optimizer(model, cfg)
     t0 = time.perf_counter()
     losses: list[float] = []
     for first in range(0, cfg.steps, cfg.log_every):
         n = min(cfg.log_every, cfg.steps - first)
-        losses = run_steps(model, opt, data, first, n, cfg.steps, cfg, aug, rng, g)
+        losses = run_steps(model, opt, data, first, n, cfg.steps, cfg, g, aug)
         mean = float(np.mean(losses))
         log.info("train_step step=%d loss=%.4f", first + n, mean)
         if progress:

@@ -43,9 +43,10 @@ from models.codec import MAX_ABS_VALUE
 
 FRAC_BITS = 20  # fixed point: 1 unit = 2**-20 ~ 1e-6 of a weight
 WEIGHT_BITS = 16  # integer mixing weights sum to exactly 2**16
-NORM_SHIFT = 4  # distances at 2**-16 resolution: with |v| <= 32 and <= 2**18 weights, a squared
-#                 distance is at most 2**62 and never overflows int64
-MAX_MERGE_WEIGHTS = 1 << 18
+NORM_SHIFT = 5  # distances at 2**-15 resolution. A coordinate of a difference of two deltas is
+#                 at most 64 = 2**6 (|v| <= 32), 2**21 units after the shift, 2**42 squared; so
+#                 a squared distance over 2**20 weights is at most 2**62 and never overflows int64
+MAX_MERGE_WEIGHTS = 1 << 20  # the models' parameter budget (1M) fits
 WEISZFELD_ITERS = 16
 CCLIP_ITERS = 3
 
@@ -107,7 +108,7 @@ def from_fixed(x: np.ndarray) -> np.ndarray:
 
 
 def sq_norm(x: np.ndarray) -> int:
-    """Exact squared L2 norm of a fixed-point vector, in units of 2**-32."""
+    """Exact squared L2 norm of a fixed-point vector, in units of 2**-30."""
     y = x >> NORM_SHIFT
     return int((y * y).sum())
 

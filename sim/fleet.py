@@ -21,16 +21,13 @@ import torch
 from agent.swarm.combine import combine
 from agent.swarm.learner import Learner
 from models.codec import DENSE, CodecConfig, encode
-from models.data import CropSet
-from models.evaluate import evaluate
+from models.family import FAMILIES, Classifier, Data, Detector, ModelFamily, Net
 from models.layout import flat_hash
 from models.merge import MergeConfig
-from models.net import CropNet, NetConfig
-from models.train import TrainConfig, make_optimizer, run_steps, tensors
+from models.train import TrainConfig, make_optimizer
 from sim.attacks import attack, claimed_samples
-from sim.datasets import fleet_test_set
-from sim.profiles import Profile, fleet_profiles, vehicle_data
-from sim.world import CLASSES
+from sim.datasets import fleet_test_frames, fleet_test_set
+from sim.profiles import Profile, fleet_profiles, vehicle_data, vehicle_frames
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +51,11 @@ class FleetConfig:
     attackers: int = 0
     attack: str = "sign_flip"
     seed: int = 0
+    model: str = "classifier"  # or "detector": a family of models.family.FAMILIES
+
+    @property
+    def family(self) -> ModelFamily:
+        return FAMILIES[self.model]
 
     @property
     def total_steps(self) -> int:
@@ -71,15 +73,15 @@ class RoundStats:
     payload_bytes: float  # mean per vehicle
     rejected: int
     model_hash: str
-    accuracy: float | None = None
+    accuracy: float | None = None  # the family's metric: accuracy, or the detector's mAP@0.5
     expired: int = 0  # commits that never reached the quorum (a lying committer's)
 
 
 @dataclass
 class SwarmResult:
-    accuracy: float
+    accuracy: float  # the family's metric: accuracy, or the detector's mAP@0.5
     model_hash: str
-    model: CropNet  # the final merged model
+    model: Net  # the final merged model
     rounds: list[RoundStats] = field(default_factory=list)
     bytes_per_round: float = 0.0  # mean payload bytes one vehicle sends per round
     seconds: float = 0.0
@@ -88,16 +90,26 @@ class SwarmResult:
 @dataclass(frozen=True)
 class FleetData:
     profiles: list[Profile]
-    train: list[CropSet]
-    test: CropSet
+    train: list[Data]
+    test: Data
 
 
 def make_fleet_data(cfg: FleetConfig) -> FleetData:
+    """Each vehicle's own labelled data (crops, or frames for the detector) and the test set."""
     profiles = fleet_profiles(cfg.vehicles)
-    size = NetConfig().input_size
-    train = [vehicle_data(p, cfg.seed * 1000 + i, cfg.frames_per_weather, size)
-             for i, p in enumerate(profiles)]
-    test = fleet_test_set(cfg.seed, cfg.test_frames_per_domain, size)
+    fam = cfg.family
+    seeds = [cfg.seed * 1000 + i for i in range(cfg.vehicles)]
+    if isinstance(fam, Detector):
+        size = (fam.config.width, fam.config.height)
+        train: list[Data] = [vehicle_frames(p, s, cfg.frames_per_weather, size)
+                             for p, s in zip(profiles, seeds, strict=True)]
+        test: Data = fleet_test_frames(cfg.seed, cfg.test_frames_per_domain, *size)
+    else:
+        assert isinstance(fam, Classifier)
+        side = fam.config.input_size
+        train = [vehicle_data(p, s, cfg.frames_per_weather, side)
+                 for p, s in zip(profiles, seeds, strict=True)]
+        test = fleet_test_set(cfg.seed, cfg.test_frames_per_domain, side)
     return FleetData(profiles, train, test)
 
 
@@ -107,8 +119,8 @@ def run_swarm(cfg: FleetConfig, data: FleetData,
     """R rounds of swarm learning with the payloads passed in memory."""
     t0 = time.perf_counter()
     tcfg = cfg.train_config()
-    learners = [Learner(d, tcfg, cfg.codec, cfg.total_steps, seed=cfg.seed * 1000 + i)
-                for i, d in enumerate(data.train)]
+    learners = [Learner(d, tcfg, cfg.codec, cfg.total_steps, seed=cfg.seed * 1000 + i,
+                        family=cfg.family) for i, d in enumerate(data.train)]
     layout = learners[0].layout
     # Every vehicle starts from the same genesis model (as the chain's round 0 will name it).
     base = learners[0].weights()
@@ -159,18 +171,19 @@ def expired_commits(round_: int, n: int, liars: int) -> int:
     raise ValueError(f"{liars} of {n} vehicles lying leave no honest quorum")
 
 
-def _accuracy(learner: Learner, flat: np.ndarray, test: CropSet) -> float:
+def _accuracy(learner: Learner, flat: np.ndarray, test: Data) -> float:
     learner.load(flat)
-    return evaluate(learner.model, test, CLASSES).accuracy
+    return learner.family.score(learner.model, test)
 
 
 def run_local(cfg: FleetConfig, data: FleetData) -> list[float]:
     """Each vehicle alone: the same steps and schedule on its own data, never merging."""
     accs = []
     for i, d in enumerate(data.train):
-        lr = Learner(d, cfg.train_config(), DENSE, cfg.total_steps, seed=cfg.seed * 1000 + i)
+        lr = Learner(d, cfg.train_config(), DENSE, cfg.total_steps, seed=cfg.seed * 1000 + i,
+                     family=cfg.family)
         lr.train_round(lr.weights(), cfg.total_steps)
-        accs.append(evaluate(lr.model, data.test, CLASSES).accuracy)
+        accs.append(cfg.family.score(lr.model, data.test))
         log.info("local vehicle=%d accuracy=%.4f", i, accs[-1])
     return accs
 
@@ -179,9 +192,10 @@ def run_central(cfg: FleetConfig, data: FleetData) -> float:
     """One model on the pooled data with the fleet's total compute (batch x vehicles)."""
     tcfg = replace(cfg.train_config(), batch_size=cfg.batch_size * cfg.vehicles)
     torch.manual_seed(cfg.seed * 1000)
-    model = CropNet(NetConfig())
-    x, y = tensors(CropSet.concat(data.train))
+    fam = cfg.family
+    model = fam.new_model()
+    pooled = fam.prepare(type(data.train[0]).concat(data.train))  # type: ignore[arg-type]
     g = torch.Generator().manual_seed(cfg.seed)
-    run_steps(model, make_optimizer(model, tcfg), x, y, 0, tcfg.steps, tcfg.steps, tcfg, g)
-    return evaluate(model, data.test, CLASSES).accuracy
+    fam.run_steps(model, make_optimizer(model, tcfg), pooled, 0, tcfg.steps, tcfg.steps, tcfg, g)
+    return fam.score(model, data.test)
 

@@ -37,11 +37,9 @@ from agent.swarm.engine import EngineConfig
 from agent.swarm.learner import Learner
 from chain.launch import embedded, free_port, fund
 from chain.ledger import ChainParams, Web3Ledger, deploy
-from models.evaluate import evaluate
+from models.family import Net
 from models.layout import flat_hash
-from models.net import CropNet
 from sim.fleet import FleetConfig, FleetData
-from sim.world import CLASSES
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +77,7 @@ class NetResult:
     stats: dict[str, dict[str, int]]
     seconds: float
     contract: str
-    model: CropNet  # vehicle 0's final model
+    model: Net  # vehicle 0's final model
 
 
 def vehicle_identity(seed: int, index: int) -> Identity:
@@ -177,7 +175,7 @@ def run_swarm_p2p(cfg: FleetConfig, data: FleetData, net: NetFleetConfig = NetFl
             acc = None
             if evaluate_rounds:
                 probe.load(v.model)
-                acc = evaluate(probe.model, fleet.data.test, CLASSES).accuracy
+                acc = probe.family.score(probe.model, fleet.data.test)
             reports[c.round] = RoundReport(c.round, c.committer, c.contributions,
                                            c.model_hash.hex(), time.perf_counter() - t0, acc)
             if progress:
@@ -209,7 +207,7 @@ def summarise(fleet: NetFleet, vehicles: list[Vehicle], rounds: list[RoundReport
     out: dict[str, dict[str, object]] = {}
     for i, v in enumerate(vehicles):
         v.learner.load(v.model)
-        acc = evaluate(v.learner.model, fleet.data.test, CLASSES).accuracy
+        acc = v.learner.family.score(v.learner.model, fleet.data.test)
         out[v.address] = {"index": i, "peer_id": str(v.node.peer_id),
                           "profile": fleet.data.profiles[i].name, "accuracy": acc,
                           "model_hash": flat_hash(v.layout, v.model)}

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.data import CropSet
-from sim.datasets import domain_crops
+from models.detect_data import FrameSet
+from sim.datasets import domain_crops, domain_frames
 from sim.world import TOWNS, WEATHERS
 
 
@@ -41,5 +42,14 @@ def vehicle_data(profile: Profile, seed: int, frames_per_weather: int, size: int
     """The vehicle's own labelled crops: its drives in its town under each of its weathers."""
     return CropSet.concat(
         domain_crops(profile.town, w, seed * 100 + k, frames_per_weather, size)
+        for k, w in enumerate(profile.weathers)
+    )
+
+
+def vehicle_frames(profile: Profile, seed: int, frames_per_weather: int,
+                   size: tuple[int, int]) -> FrameSet:
+    """The same drives as ``vehicle_data``, as whole labelled frames for the detector."""
+    return FrameSet.concat(
+        domain_frames(profile.town, w, seed * 100 + k, frames_per_weather, *size)
         for k, w in enumerate(profile.weathers)
     )

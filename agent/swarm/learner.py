@@ -28,10 +28,9 @@ import numpy as np
 import torch
 
 from models.codec import ANONYMOUS, CodecConfig, encode
-from models.data import CropSet
+from models.family import CLASSIFIER, Data, ModelFamily
 from models.layout import ModelLayout
-from models.net import CropNet, NetConfig
-from models.train import TrainConfig, make_optimizer, run_steps, tensors
+from models.train import TrainConfig, make_optimizer
 
 
 class SitOut(Exception):
@@ -55,10 +54,11 @@ class _Ahead:
 
 
 class Learner:
-    def __init__(self, data: CropSet, train_cfg: TrainConfig, codec: CodecConfig,
-                 total_steps: int, seed: int, net: NetConfig = NetConfig()) -> None:
+    def __init__(self, data: Data, train_cfg: TrainConfig, codec: CodecConfig,
+                 total_steps: int, seed: int, family: ModelFamily = CLASSIFIER) -> None:
         torch.manual_seed(seed)
-        self.model = CropNet(net)
+        self.family = family
+        self.model = family.new_model()
         self.layout = ModelLayout.of(self.model.state_dict())
         self.opt = make_optimizer(self.model, train_cfg)
         self.set_data(data)
@@ -70,13 +70,9 @@ class Learner:
         self._verified: tuple[int, np.ndarray] | None = None  # (round, its base), handed over
         self._handover = threading.Lock()  # by the driver's loop to the training thread
 
-    def set_data(self, data: CropSet) -> None:
+    def set_data(self, data: Data) -> None:
         """Train on ``data`` from now on (a vehicle's buffer grows and turns over)."""
-        if len(data):
-            self.x, self.y = tensors(data)
-        else:
-            s = self.model.config.input_size
-            self.x, self.y = torch.zeros((0, 3, s, s)), torch.zeros((0,), dtype=torch.int64)
+        self.prepared = self.family.prepare(data) if len(data) else None
         self.samples = len(data)
 
     def weights(self) -> np.ndarray:
@@ -103,8 +99,10 @@ class Learner:
 
     def _steps(self, steps: int) -> list[float]:
         """``steps`` steps of the schedule from ``self.step``; returns their losses."""
-        losses = run_steps(self.model, self.opt, self.x, self.y, self.step, steps,
-                           self.total_steps, self.train_cfg, self.g)
+        if self.prepared is None:
+            raise SitOut("no labelled samples to train on yet")
+        losses = self.family.run_steps(self.model, self.opt, self.prepared, self.step, steps,
+                                       self.total_steps, self.train_cfg, self.g)
         self.step += steps
         return losses
 

@@ -26,7 +26,7 @@ from agent.commands.args import (
 )
 
 if TYPE_CHECKING:
-    from models.net import CropNet
+    from models.family import Net
     from sim.fleet import FleetConfig, FleetData, RoundStats
     from sim.netfleet import RoundReport
 
@@ -223,7 +223,7 @@ def run_processes(args: argparse.Namespace, cfg: FleetConfig) -> int:
 
 
 def run_memory(args: argparse.Namespace, cfg: FleetConfig, data: FleetData,
-               summary: dict[str, object]) -> CropNet:
+               summary: dict[str, object]) -> Net:
     from sim.fleet import run_swarm
 
     result = run_swarm(cfg, data, progress=lambda st: show(st, cfg.rounds),
@@ -235,7 +235,7 @@ def run_memory(args: argparse.Namespace, cfg: FleetConfig, data: FleetData,
 
 
 def run_libp2p(args: argparse.Namespace, cfg: FleetConfig, data: FleetData,
-               summary: dict[str, object]) -> CropNet:
+               summary: dict[str, object]) -> Net:
     # Dials to peers that are not listening yet are expected while the fleet starts; our own
     # node logs every failure that matters, so libp2p's error lines would only be noise.
     from sim.netfleet import NetFleetConfig, run_swarm_p2p

@@ -194,7 +194,8 @@ def test_merge_is_bit_identical_across_processes_and_threads():
 
 
 # sha256 of each rule's merged delta (float32, little-endian) for ``_golden_fleet()``, computed
-# once (again when the sample cap, then nearest-neighbour mixing came in) and committed: a
+# once (again when the sample cap, then nearest-neighbour mixing came in, and for geomed when
+# norms went to 2**-15 resolution so that 1M-weight models merge exactly) and committed: a
 # numpy, BLAS or CPU change that alters any bit fails here, not in a fleet where vehicles stop
 # agreeing.
 GOLDEN = {
@@ -202,7 +203,7 @@ GOLDEN = {
     "median": "bd5422b14cf80ab3c0d9a605188448a8b60a3e1e040ea7b3b7667cacd51509f3",
     "trimmed_mean": "04bf2b6e83f547e58a1ba0d51698e9b1eeb76b917ea91f611ae75faa8f79b2dc",
     "krum": "82bd383f0ff128824c99a341f02870fb2f9fc1600475db9f2a8199d2af095a18",
-    "geomed": "b3a1ec77ce2d2f49a3b5e6cbf7c015d05992c8e36e77958851d82f399e7569b0",
+    "geomed": "c8e89378b85136be25f491722f38fddba72f5acb293a253a3144cd380adb2f4e",
     "cclip": "f5952d77abd2d2c08801d019a3e2aea436a715e686cf18c2fd3a0017cf06a9f1",
 }
 

@@ -21,6 +21,19 @@ def data():
     return make_fleet_data(SMALL)
 
 
+def test_the_fleet_learns_the_detector_reproducibly_with_compressed_deltas():
+    cfg = replace(SMALL, model="detector", vehicles=3, rounds=2, local_steps=2, batch_size=4,
+                  frames_per_weather=3, codec=CodecConfig(0.01, 8))
+    data = make_fleet_data(cfg)
+    a, b = run_swarm(cfg, data), run_swarm(cfg, data)
+    assert [r.model_hash for r in a.rounds] == [r.model_hash for r in b.rounds]
+    assert len({r.model_hash for r in a.rounds}) == cfg.rounds
+    dense = 4 * a.model.num_parameters()
+    assert all(r.payload_bytes < dense / 50 for r in a.rounds)  # 1% at 8 bits, with indices
+    assert all(r.rejected == 0 for r in a.rounds)
+    assert 0.0 <= a.accuracy <= 1.0  # mAP@0.5 of the merged detector
+
+
 def test_profiles_are_distinct_and_skewed():
     profiles = fleet_profiles(8)
     assert len(set(profiles)) == 8

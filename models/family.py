@@ -1,0 +1,114 @@
+"""The model families a fleet can learn, behind the one interface the learner and the fleets use.
+
+The swarm sees a model as a flat weight vector (models/layout.py); what differs between the
+crop classifier and the frame detector is only how a model is made, what it trains on, how a
+step runs and how it is scored. Each family says that here, so the learner, the merge, the
+codec and the chain never ask which one they carry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from models import detect_eval, detect_train, evaluate, train
+from models.classes import CLASSES
+from models.data import CropSet
+from models.detect_data import FrameSet
+from models.detector import DetConfig, FrameNet
+from models.net import CropNet, NetConfig
+from models.train import TrainConfig
+
+Data = CropSet | FrameSet
+Net = CropNet | FrameNet
+
+
+class ModelFamily(Protocol):
+    @property
+    def name(self) -> str:
+        """As checkpoints and configs spell it."""
+
+    @property
+    def metric(self) -> str:
+        """What ``score`` returns: "accuracy" or "map50"."""
+
+    def new_model(self) -> Net: ...
+
+    def empty(self) -> Data: ...
+
+    def prepare(self, data: Data) -> object: ...
+
+    def run_steps(self, model: Net, opt: torch.optim.Optimizer, prepared: object,
+                  first: int, steps: int, total: int, cfg: TrainConfig,
+                  g: torch.Generator) -> list[float]: ...
+
+    def score(self, model: Net, test: Data) -> float: ...
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """CropNet on labelled crops; scored by accuracy."""
+
+    config: NetConfig = field(default_factory=NetConfig)
+    name: str = "classifier"
+    metric: str = "accuracy"
+
+    def new_model(self) -> CropNet:
+        return CropNet(self.config)
+
+    def empty(self) -> CropSet:
+        s = self.config.input_size
+        return CropSet(np.zeros((0, s, s, 3), np.uint8), np.zeros((0,), np.int64))
+
+    def prepare(self, data: Data) -> tuple[torch.Tensor, torch.Tensor]:
+        assert isinstance(data, CropSet), "the classifier trains on crops"
+        return train.tensors(data)
+
+    def run_steps(self, model: Net, opt: torch.optim.Optimizer, prepared: object,
+                  first: int, steps: int, total: int, cfg: TrainConfig,
+                  g: torch.Generator) -> list[float]:
+        assert isinstance(model, CropNet) and isinstance(prepared, tuple)
+        x, y = prepared
+        return train.run_steps(model, opt, x, y, first, steps, total, cfg, g)
+
+    def score(self, model: Net, test: Data) -> float:
+        assert isinstance(model, CropNet) and isinstance(test, CropSet)
+        return evaluate.evaluate(model, test, CLASSES).accuracy
+
+
+@dataclass(frozen=True)
+class Detector:
+    """FrameNet on labelled frames; scored by COCO mAP@0.5."""
+
+    config: DetConfig = field(default_factory=DetConfig)
+    name: str = "detector"
+    metric: str = "map50"
+
+    def new_model(self) -> FrameNet:
+        return FrameNet(self.config)
+
+    def empty(self) -> FrameSet:
+        c = self.config
+        return FrameSet(np.zeros((0, c.height, c.width, 3), np.uint8), (), (), (), ())
+
+    def prepare(self, data: Data) -> FrameSet:
+        assert isinstance(data, FrameSet), "the detector trains on frames"
+        return data
+
+    def run_steps(self, model: Net, opt: torch.optim.Optimizer, prepared: object,
+                  first: int, steps: int, total: int, cfg: TrainConfig,
+                  g: torch.Generator) -> list[float]:
+        assert isinstance(model, FrameNet) and isinstance(prepared, FrameSet)
+        return detect_train.run_steps(model, opt, prepared, first, steps, total, cfg, g)
+
+    def score(self, model: Net, test: Data) -> float:
+        assert isinstance(model, FrameNet) and isinstance(test, FrameSet)
+        return detect_eval.evaluate(model, test, CLASSES).map50
+
+
+CLASSIFIER = Classifier()
+DETECTOR = Detector()
+FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (CLASSIFIER, DETECTOR)}
