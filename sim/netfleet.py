@@ -135,7 +135,8 @@ class NetFleet:
 
     def learner(self, i: int) -> Learner:
         return Learner(self.data.train[i], self.cfg.train_config(), self.cfg.codec,
-                       self.cfg.total_steps, seed=self.cfg.seed * 1000 + i)
+                       self.cfg.total_steps, seed=self.cfg.seed * 1000 + i,
+                       family=self.cfg.family)
 
     def checkpoint(self, i: int) -> Path | None:
         d = self.net.state_dir

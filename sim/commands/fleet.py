@@ -52,7 +52,11 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--rounds", type=int_range(1, 100_000), default=20, help="swarm rounds")
     p.add_argument("--local-steps", type=int_range(1, 100_000), default=30,
                    help="training steps per vehicle and round")
-    p.add_argument("--batch-size", type=int_range(1, 4096), default=64, help="crops per step")
+    p.add_argument("--model", choices=("classifier", "detector"), default="classifier",
+                   help="what the fleet learns: the crop classifier (scored by accuracy) or "
+                        "the frame detector (scored by COCO mAP@0.5)")
+    p.add_argument("--batch-size", type=int_range(1, 4096),
+                   help="crops (classifier, default 64) or frames (detector, default 16) a step")
     p.add_argument("--frames", type=int_range(2, 10_000), default=60,
                    help="frames each vehicle drives per weather of its profile")
     p.add_argument("--compression", action=argparse.BooleanOptionalAction, default=True,
@@ -89,6 +93,9 @@ def fleet_config(args: argparse.Namespace) -> FleetConfig:
     from models.merge import COORDINATE_RULES, MIN_DENSITY_FOR_COORDINATE_RULES, MergeConfig
     from sim.fleet import FleetConfig
 
+    if args.processes and args.model != "classifier":
+        raise UsageError("--processes runs the vehicle daemon, which learns the classifier "
+                         "only so far; --model detector runs in one process")
     if args.processes and (args.transport != "libp2p" or args.baselines):
         raise UsageError("--processes runs the libp2p transport, without --baselines")
     if args.transport == "libp2p" and args.attackers:
@@ -119,20 +126,24 @@ def fleet_config(args: argparse.Namespace) -> FleetConfig:
         raise UsageError(f"--rule {args.rule} --byzantine {byz}: {problem}, and a round may "
                          f"have only {fewest}")
     return FleetConfig(vehicles=args.vehicles, rounds=args.rounds, local_steps=args.local_steps,
-                       batch_size=args.batch_size, frames_per_weather=args.frames, codec=codec,
-                       merge=merge, attackers=args.attackers,
-                       attack=args.attack, seed=args.seed)
+                       batch_size=args.batch_size or (16 if args.model == "detector" else 64),
+                       frames_per_weather=args.frames, codec=codec, merge=merge,
+                       attackers=args.attackers, attack=args.attack, seed=args.seed,
+                       model=args.model)
 
 
-def show(st: RoundStats, rounds: int) -> None:
-    acc = f" accuracy {st.accuracy:.4f}" if st.accuracy is not None else ""
+METRIC_NAMES = {"accuracy": "accuracy", "map50": "mAP@0.5"}
+
+
+def show(st: RoundStats, rounds: int, metric: str) -> None:
+    acc = f" {METRIC_NAMES[metric]} {st.accuracy:.4f}" if st.accuracy is not None else ""
     print(f"round {st.round + 1}/{rounds} loss {st.loss:.4f} sent {st.payload_bytes / 1e3:.1f} kB"
           f"/vehicle rejected {st.rejected}{acc} model {st.model_hash[:12]}", file=sys.stderr,
           flush=True)
 
 
-def show_net(r: RoundReport, rounds: int) -> None:
-    acc = f" accuracy {r.accuracy:.4f}" if r.accuracy is not None else ""
+def show_net(r: RoundReport, rounds: int, metric: str) -> None:
+    acc = f" {METRIC_NAMES[metric]} {r.accuracy:.4f}" if r.accuracy is not None else ""
     print(f"round {r.round + 1}/{rounds} committed by {r.committer[:10]} with {r.contributions} "
           f"contributions, model {r.model_hash[:12]}{acc} at {r.seconds:.1f} s",
           file=sys.stderr, flush=True)
@@ -157,8 +168,11 @@ def run(args: argparse.Namespace) -> int:
     data = make_fleet_data(cfg)
     for i, (p, d) in enumerate(zip(data.profiles, data.train, strict=True)):
         role = " (attacker)" if i < cfg.attackers else ""
-        print(f"vehicle {i}: {p.name}, {len(d)} crops{role}", file=sys.stderr)
-    summary: dict[str, object] = {"transport": args.transport, "config": asdict(cfg),
+        unit = "frames" if cfg.model == "detector" else "crops"
+        print(f"vehicle {i}: {p.name}, {len(d)} {unit}{role}", file=sys.stderr)
+    # *_acc figures are the model's metric: accuracy, or mAP@0.5 for the detector.
+    summary: dict[str, object] = {"transport": args.transport, "model": cfg.model,
+                                  "metric": cfg.family.metric, "config": asdict(cfg),
                                   "profiles": [p.name for p in data.profiles]}
     if args.transport == "libp2p":
         model = run_libp2p(args, cfg, data, summary)
@@ -226,7 +240,7 @@ def run_memory(args: argparse.Namespace, cfg: FleetConfig, data: FleetData,
                summary: dict[str, object]) -> Net:
     from sim.fleet import run_swarm
 
-    result = run_swarm(cfg, data, progress=lambda st: show(st, cfg.rounds),
+    result = run_swarm(cfg, data, progress=lambda st: show(st, cfg.rounds, cfg.family.metric),
                        eval_every=args.eval_every)
     summary.update(swarm_acc=result.accuracy, model_hash=result.model_hash,
                    bytes_per_round=result.bytes_per_round, seconds=round(result.seconds, 1),
@@ -242,7 +256,8 @@ def run_libp2p(args: argparse.Namespace, cfg: FleetConfig, data: FleetData,
 
     logging.getLogger("libp2p").setLevel(logging.CRITICAL)
     net = NetFleetConfig(min_peers=args.min_peers, round_timeout=args.round_timeout)
-    result = run_swarm_p2p(cfg, data, net, progress=lambda r: show_net(r, cfg.rounds),
+    result = run_swarm_p2p(cfg, data, net, progress=lambda r: show_net(r, cfg.rounds,
+                                                                  cfg.family.metric),
                            evaluate_rounds=True)
     hashes = {v["model_hash"] for v in result.vehicles.values()}
     accs = [float(v["accuracy"]) for v in result.vehicles.values()]  # type: ignore[arg-type]
