@@ -15,7 +15,7 @@ PALETTE = ((0, 159, 230), (233, 180, 86), (115, 158, 0), (66, 228, 240),
 def draw(image: np.ndarray, dets: Detections, classes: tuple[str, ...]) -> np.ndarray:
     """A copy of ``image`` (BGR uint8) with every detection boxed and labelled."""
     out = image.copy()
-    scale = max(0.35, image.shape[0] / 600)
+    scale = max(0.3, image.shape[0] / 900)
     for (x0, y0, x1, y1), score, k in zip(dets.boxes.tolist(), dets.scores.tolist(),
                                           dets.labels.tolist(), strict=True):
         colour = PALETTE[k % len(PALETTE)]
@@ -24,7 +24,8 @@ def draw(image: np.ndarray, dets: Detections, classes: tuple[str, ...]) -> np.nd
         text = f"{classes[k]} {score:.2f}"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         top = max(0, p0[1] - th - base)
-        cv2.rectangle(out, (p0[0], top), (p0[0] + tw, top + th + base), colour, -1)
-        cv2.putText(out, text, (p0[0], top + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
+        left = max(0, min(p0[0], out.shape[1] - tw))  # keep the label inside the frame
+        cv2.rectangle(out, (left, top), (left + tw, top + th + base), colour, -1)
+        cv2.putText(out, text, (left, top + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
                     cv2.LINE_AA)
     return out
