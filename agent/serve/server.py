@@ -214,7 +214,18 @@ class Server:
                 "objects": objects, "ms": round(ms, 3)}
 
     async def handle(self, stream: trio.SocketStream) -> None:
-        """One client: requests answered in order until it leaves or breaks the protocol."""
+        """One client: requests answered in order until it leaves or breaks the protocol.
+
+        A client that resets its connection mid-read or mid-answer is gone, not an error of
+        the service: trio raises BrokenResourceError there, which must never reach the
+        listener's nursery (it would end the service for every other client).
+        """
+        try:
+            await self._serve_client(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+            log.info("client_gone reason=%s", e)
+
+    async def _serve_client(self, stream: trio.SocketStream) -> None:
         async with self._clients, stream:
             reader = _Reader(stream)
             while True:

@@ -21,8 +21,9 @@ def test_sim_command_choices_and_defaults_match_the_code():
 
     args = build_parser().parse_args(["sim"])
     d = FleetConfig()
-    assert (args.vehicles, args.rounds, args.local_steps, args.batch_size, args.frames) == \
-        (d.vehicles, d.rounds, d.local_steps, d.batch_size, d.frames_per_weather)
+    assert (args.vehicles, args.rounds, args.local_steps, args.frames, args.model) == \
+        (d.vehicles, d.rounds, d.local_steps, d.frames_per_weather, d.model)
+    assert fleet.fleet_config(args).batch_size == d.batch_size  # the classifier's crops a step
     assert (args.density, args.bits) == (d.codec.density, d.codec.bits)
     from sim.netfleet import NetFleetConfig
 

@@ -145,6 +145,33 @@ def test_a_switch_under_load_loses_no_request(trained, vehicle, second_model):
         stop(proc)
 
 
+def test_clients_that_reset_their_connection_do_not_end_the_service(trained, vehicle):
+    import socket
+    import struct
+
+    from agent.serve.protocol import Kind, encode_request
+
+    cfg, state, sock, notify = vehicle
+    installed.install(state, trained.onnx.read_bytes(), trained.model_hash, 1, "round")
+    proc = start(["serve", "--config", str(cfg)], notify)
+    frame = np.zeros((480, 640, 3), np.uint8)  # a big answer is still being written at the reset
+    request = encode_request(1, Kind.FRAME, frame, np.array([[2, 2, 30, 30]] * 50, np.float32))
+    try:
+        notify.wait_for("READY")
+        connect(sock).close()
+        for _ in range(30):  # ask, then reset at once: the answer meets a broken connection
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(str(sock))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.sendall(request)
+            s.close()
+        with connect(sock) as c:
+            answer = c.frame(trained.data.images[0], np.array([[2, 2, 30, 30]], np.float32))
+        assert answer["ok"] and proc.poll() is None
+    finally:
+        stop(proc)
+
+
 def test_a_bad_model_is_refused_and_the_old_one_keeps_serving(trained, vehicle, tmp_path):
     cfg, state, sock, notify = vehicle
     installed.install(state, trained.onnx.read_bytes(), trained.model_hash, 1, "round")
