@@ -6,8 +6,6 @@ whole-run loop of the benchmarks. Deterministic for a given seed and thread coun
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -18,9 +16,7 @@ from models.detect_data import Augment, FrameSet, geometric
 from models.detect_loss import Targets, detection_loss, frame_targets
 from models.detector import FrameNet
 from models.preprocess import MEAN_RGB, STD_RGB
-from models.train import TrainConfig, TrainResult, lr_at, make_optimizer
-
-log = logging.getLogger(__name__)
+from models.train import TrainConfig, TrainResult, lr_at, run_schedule
 
 DETECTOR_TRAIN = TrainConfig(steps=4000, batch_size=16, lr=4e-3, weight_decay=1e-4)
 
@@ -102,18 +98,5 @@ def run_steps(model: FrameNet, opt: torch.optim.Optimizer, data: FrameSet, first
 def train(model: FrameNet, data: FrameSet, cfg: TrainConfig, aug: Augment | None = None,
           progress: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train ``model`` in place on ``data`` for ``cfg.steps`` steps (default augmentations)."""
-    aug = Augment() if aug is None else aug
-    torch.manual_seed(cfg.seed)
-    g = torch.Generator().manual_seed(cfg.seed)
-    opt = make_optimizer(model, cfg)
-    t0 = time.perf_counter()
-    losses: list[float] = []
-    for first in range(0, cfg.steps, cfg.log_every):
-        n = min(cfg.log_every, cfg.steps - first)
-        losses = run_steps(model, opt, data, first, n, cfg.steps, cfg, g, aug)
-        mean = float(np.mean(losses))
-        log.info("train_step step=%d loss=%.4f", first + n, mean)
-        if progress:
-            progress(first + n, mean)
-    return TrainResult(steps=cfg.steps, final_loss=float(np.mean(losses)),
-                       seconds=time.perf_counter() - t0)
+    return run_schedule(model, cfg, lambda opt, first, n, g: run_steps(
+        model, opt, data, first, n, cfg.steps, cfg, g, aug), progress)

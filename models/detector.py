@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.net import conv_block
+
 
 @dataclass(frozen=True)
 class DetConfig:
@@ -37,14 +39,6 @@ class DetConfig:
     def grid(self) -> tuple[int, int]:
         """(rows, columns) of the output maps."""
         return self.height // self.stride, self.width // self.stride
-
-
-def conv_block(cin: int, cout: int, groups: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-        nn.GroupNorm(groups, cout),
-        nn.ReLU(inplace=True),
-    )
 
 
 class FrameNet(nn.Module):

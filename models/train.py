@@ -92,10 +92,13 @@ def run_steps(model: CropNet, opt: torch.optim.Optimizer, x: torch.Tensor, y: to
     return losses
 
 
-def train(model: CropNet, data: CropSet, cfg: TrainConfig,
-          progress: Callable[[int, float], None] | None = None) -> TrainResult:
-    """Train ``model`` in place on ``data`` for ``cfg.steps`` steps."""
-    x, y = tensors(data)
+StepsFn = Callable[[torch.optim.Optimizer, int, int, torch.Generator], list[float]]
+
+
+def run_schedule(model: torch.nn.Module, cfg: TrainConfig, steps: StepsFn,
+                 progress: Callable[[int, float], None] | None = None) -> TrainResult:
+    """The whole-run loop of every model family: seeds, optimiser, then ``cfg.steps`` steps in
+    logged windows of ``cfg.log_every``; ``steps(opt, first, n, g)`` runs one window."""
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     opt = make_optimizer(model, cfg)
@@ -103,10 +106,18 @@ def train(model: CropNet, data: CropSet, cfg: TrainConfig,
     losses: list[float] = []
     for first in range(0, cfg.steps, cfg.log_every):
         n = min(cfg.log_every, cfg.steps - first)
-        losses = run_steps(model, opt, x, y, first, n, cfg.steps, cfg, g)
+        losses = steps(opt, first, n, g)
         mean = float(np.mean(losses))
         log.info("train_step step=%d loss=%.4f", first + n, mean)
         if progress:
             progress(first + n, mean)
     return TrainResult(steps=cfg.steps, final_loss=float(np.mean(losses)),
                        seconds=time.perf_counter() - t0)
+
+
+def train(model: CropNet, data: CropSet, cfg: TrainConfig,
+          progress: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train ``model`` in place on ``data`` for ``cfg.steps`` steps."""
+    x, y = tensors(data)
+    return run_schedule(model, cfg, lambda opt, first, n, g: run_steps(
+        model, opt, x, y, first, n, cfg.steps, cfg, g), progress)
