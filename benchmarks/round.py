@@ -86,8 +86,11 @@ def summarise_processes(result: ProcessResult) -> dict[str, float]:
         xs = [float(str(m[key])) for m in reports if only(m)]
         return statistics.fmean(xs) if xs else 0.0
 
-    out = {k: mean(k) for k in ("train_s", "exchange_s", "merge_s", "round_s")}
+    out = {k: mean(k) for k in ("train_s", "exchange_s", "merge_s", "round_s", "cpu_s",
+                                  "train_cpu_s")}
     out["commit_s"] = mean("commit_s", lambda m: float(str(m["commit_s"])) > 0)
+    # CPU: what the learner process used per round besides training (network, merge, chain).
+    out["other_cpu_s"] = out["cpu_s"] - out["train_cpu_s"]
     out["overhead_share"] = ((out["exchange_s"] + out["merge_s"] + out["commit_s"])
                              / out["round_s"] if out["round_s"] else 0.0)
     out["reports"] = len(reports)

@@ -44,6 +44,9 @@ class SampleBuffer:
         self.corrupt = 0
         self.version = 0  # bumped on every change: the learner reloads when it moves
         self._lock = threading.Lock()  # intake adds while the training thread loads
+        # Chunks read so far: a reload reads only the chunks added since (each round's load
+        # used to read every file again). Costs one more copy of the crops in memory.
+        self._read: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
         root.mkdir(parents=True, exist_ok=True)
         self.chunks: list[Chunk] = sorted(self._scan(), key=lambda c: c.t_ns)
         self.evict()
@@ -115,24 +118,37 @@ class SampleBuffer:
         images, labels = [], []
         with self._lock:
             chunks = [c for c in self.chunks if c.held_out == held_out]
+            live = {c.path for c in self.chunks}
+            self._read = {p: xy for p, xy in self._read.items() if p in live}
+            known = dict(self._read)
         for c in chunks:
-            try:
-                with np.load(c.path, allow_pickle=False) as z:
-                    x, y = z["images"], z["labels"]
-                if x.shape != (c.samples, self.size, self.size, 3) or y.shape != (c.samples,):
-                    raise ValueError(f"shapes {x.shape} and {y.shape}")
-            except (OSError, ValueError, KeyError) as e:
-                self.corrupt += 1
-                log.warning("buffer_chunk_corrupt path=%s error=%s", c.path.name, e)
-                with self._lock:
-                    if c in self.chunks:
-                        self.chunks.remove(c)
-                        self.version += 1
-                c.path.unlink(missing_ok=True)
-                continue
-            images.append(x.astype(np.uint8))
-            labels.append(y.astype(np.int64))
+            xy = known.get(c.path) or self._read_chunk(c)
+            if xy is not None:
+                images.append(xy[0])
+                labels.append(xy[1])
         if not images:
             return CropSet(np.zeros((0, self.size, self.size, 3), np.uint8),
                            np.zeros((0,), np.int64))
         return CropSet(np.concatenate(images), np.concatenate(labels))
+
+    def _read_chunk(self, c: Chunk) -> tuple[np.ndarray, np.ndarray] | None:
+        """One chunk's crops and labels, remembered; None (and the chunk dropped) if corrupt."""
+        try:
+            with np.load(c.path, allow_pickle=False) as z:
+                x, y = z["images"], z["labels"]
+            if x.shape != (c.samples, self.size, self.size, 3) or y.shape != (c.samples,):
+                raise ValueError(f"shapes {x.shape} and {y.shape}")
+        except (OSError, ValueError, KeyError) as e:
+            self.corrupt += 1
+            log.warning("buffer_chunk_corrupt path=%s error=%s", c.path.name, e)
+            with self._lock:
+                if c in self.chunks:
+                    self.chunks.remove(c)
+                    self.version += 1
+            c.path.unlink(missing_ok=True)
+            return None
+        xy = (x.astype(np.uint8), y.astype(np.int64))
+        with self._lock:
+            if c in self.chunks:  # not evicted meanwhile
+                self._read[c.path] = xy
+        return xy

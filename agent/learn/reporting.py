@@ -81,6 +81,7 @@ class Reporter:
         self.daemon, self.telemetry = daemon, telemetry
         self.raised: dict[str, str] = {}
         self._bytes_at_last_round = (0, 0)  # the node's (sent, received) totals then
+        self._cpu_at_last_round = (cpu_s(), 0.0)  # (process, trainer) CPU seconds then
 
     def status(self) -> dict[str, object]:
         d = self.daemon
@@ -111,6 +112,8 @@ class Reporter:
         stats = self.daemon.vehicle.node.stats
         now = (stats["bytes_sent"], stats["bytes_received"])
         (sent0, received0), self._bytes_at_last_round = self._bytes_at_last_round, now
+        cpu = (cpu_s(), self.daemon.vehicle.train_cpu_s)
+        (cpu0, train0), self._cpu_at_last_round = self._cpu_at_last_round, cpu
         if self.telemetry is not None:
             seconds = {} if timing is None else {
                 k: round(getattr(timing, k), 4)
@@ -120,6 +123,7 @@ class Reporter:
                 "committer": done.committer, "contributions": done.contributions,
                 "signers": done.signers, "verified": done.verified, **seconds,
                 "bytes_sent": now[0] - sent0, "bytes_received": now[1] - received0,
+                "cpu_s": round(cpu[0] - cpu0, 3), "train_cpu_s": round(cpu[1] - train0, 3),
                 "trainer_busy_s": round(self.daemon.vehicle.busy_s, 3)})
 
     def check_alarms(self, now: float) -> None:

@@ -133,6 +133,7 @@ class Vehicle:
     ticks: int = 0  # engine ticks so far
     joined: trio.Event = field(default_factory=trio.Event)  # chain read, node listening
     busy_s: float = 0.0  # seconds the trainer has worked (training, and resting in its budget)
+    train_cpu_s: float = 0.0  # CPU seconds of the trainer's thread (training only)
 
     def __post_init__(self) -> None:
         self.layout = self.learner.layout
@@ -308,6 +309,7 @@ class Vehicle:
 
         def contribute() -> tuple[Contributed, float]:
             t0 = time.perf_counter()  # timed in the thread: waiting for the lane is not training
+            c0 = time.thread_time()
             try:
                 out = self.learner.contribute(base, a.base_hash, a.round, self.cfg.local_steps,
                                               author=bytes.fromhex(self.address[2:]))
@@ -315,6 +317,7 @@ class Vehicle:
                 return out, time.perf_counter() - t0
             finally:
                 self.busy_s += time.perf_counter() - t0
+                self.train_cpu_s += time.thread_time() - c0
 
         while True:
             async with self._learner_lock:
@@ -358,12 +361,13 @@ class Vehicle:
         stop = self._stop_ahead
 
         def ahead() -> tuple[int, float]:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 return (self.learner.train_ahead(a.round, self.cfg.local_steps, stop.is_set),
                         time.perf_counter() - t0)
             finally:
                 self.busy_s += time.perf_counter() - t0
+                self.train_cpu_s += time.thread_time() - c0
 
         async with self._learner_lock:
             if stop.is_set() or not self._may_train_ahead(a.round):  # it began meanwhile
