@@ -115,24 +115,30 @@ class SampleBuffer:
 
     def load(self, held_out: bool) -> CropSet:
         """Every crop of one split, oldest first; unreadable chunks are dropped and counted."""
-        images, labels = [], []
         with self._lock:
             chunks = [c for c in self.chunks if c.held_out == held_out]
             live = {c.path for c in self.chunks}
             self._read = {p: xy for p, xy in self._read.items() if p in live}
             known = dict(self._read)
+        images, labels, fresh = [], [], {}
         for c in chunks:
-            xy = known.get(c.path) or self._read_chunk(c)
-            if xy is not None:
-                images.append(xy[0])
-                labels.append(xy[1])
+            xy = known.get(c.path)
+            if xy is None:
+                if (xy := self._read_chunk(c)) is None:
+                    continue
+                fresh[c.path] = xy
+            images.append(xy[0])
+            labels.append(xy[1])
+        with self._lock:  # remember what was read, unless it was evicted meanwhile
+            live = {c.path for c in self.chunks}
+            self._read.update((p, xy) for p, xy in fresh.items() if p in live)
         if not images:
             return CropSet(np.zeros((0, self.size, self.size, 3), np.uint8),
                            np.zeros((0,), np.int64))
         return CropSet(np.concatenate(images), np.concatenate(labels))
 
     def _read_chunk(self, c: Chunk) -> tuple[np.ndarray, np.ndarray] | None:
-        """One chunk's crops and labels, remembered; None (and the chunk dropped) if corrupt."""
+        """One chunk's crops and labels; None (and the chunk dropped) if it is corrupt."""
         try:
             with np.load(c.path, allow_pickle=False) as z:
                 x, y = z["images"], z["labels"]
@@ -147,8 +153,4 @@ class SampleBuffer:
                     self.version += 1
             c.path.unlink(missing_ok=True)
             return None
-        xy = (x.astype(np.uint8), y.astype(np.int64))
-        with self._lock:
-            if c in self.chunks:  # not evicted meanwhile
-                self._read[c.path] = xy
-        return xy
+        return x.astype(np.uint8), y.astype(np.int64)
