@@ -87,7 +87,9 @@ def summarise_processes(result: ProcessResult) -> dict[str, float]:
         return statistics.fmean(xs) if xs else 0.0
 
     out = {k: mean(k) for k in ("train_s", "exchange_s", "merge_s", "round_s", "cpu_s",
-                                  "train_cpu_s")}
+                                  "train_cpu_s", "loop_cpu_s", "fetch_deadline")}
+    out["fetch_slot_wait_s"] = mean("fetch_slot_wait_ms") / 1000
+    out["fetch_wire_s"] = mean("fetch_wire_ms") / 1000
     out["commit_s"] = mean("commit_s", lambda m: float(str(m["commit_s"])) > 0)
     # CPU: what the learner process used per round besides training (network, merge, chain).
     out["other_cpu_s"] = out["cpu_s"] - out["train_cpu_s"]
@@ -98,13 +100,15 @@ def summarise_processes(result: ProcessResult) -> dict[str, float]:
     return {k: round(v, 4) for k, v in out.items()}
 
 
-def run_processes(n: int, rounds: int, cpu_share: float) -> dict[str, float]:
-    cfg = FleetConfig(vehicles=n, rounds=rounds + 1)
+def run_processes(n: int, rounds: int, cpu_share: float, local_steps: int,
+                  train_ahead: bool) -> dict[str, float]:
+    cfg = FleetConfig(vehicles=n, rounds=rounds + 1, local_steps=local_steps)
     majority = n // 2 + 1
     params = ChainParams(majority, majority, 120, 20, 60)
     test = fleet_test_set(cfg.seed, 1, NetConfig().input_size)
     with tempfile.TemporaryDirectory(prefix="swarmdrive-round-") as tmp:
-        result = run_process_fleet(cfg, test, Path(tmp), params, cpu_share=cpu_share)
+        result = run_process_fleet(cfg, test, Path(tmp), params, cpu_share=cpu_share,
+                                   train_ahead=train_ahead)
     hashes = {str(v["model_hash"]) for v in result.vehicles.values()}
     return summarise_processes(result) | {"agree": float(hashes == {result.chain_model_hash})}
 
@@ -120,13 +124,18 @@ def main() -> None:
                    help="with --processes: each learner's training budget (training.cpu_share; "
                         "the vehicle's default 0.5 leaves the CPU free half the time, as a "
                         "vehicle's own cores would be)")
+    p.add_argument("--local-steps", type=int, default=FleetConfig().local_steps,
+                   help="with --processes: local steps per round")
+    p.add_argument("--train-ahead", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --processes: train the next round while this one closes")
     args = p.parse_args()
     setup_threads()
     logging.getLogger("libp2p").setLevel(logging.CRITICAL)
     out: dict[str, dict[str, float]] = {}
     for n in args.fleets:
         if args.processes:
-            runs = [run_processes(n, args.rounds, args.cpu_share) for _ in range(args.repeats)]
+            runs = [run_processes(n, args.rounds, args.cpu_share, args.local_steps,
+                                  args.train_ahead) for _ in range(args.repeats)]
             for r in runs:
                 log(f"{n} vehicles (processes): {r}")
             out[str(n)] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}

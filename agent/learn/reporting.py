@@ -76,12 +76,24 @@ ALARMS = (Alarm("serve_down", _serve_down), Alarm("no_peers", _lonely),
           *(_ota(name) for name in OTA_ALARMS))
 
 
+# Node counters whose growth since the previous round each round message carries.
+ROUND_NODE_STATS = ("bytes_sent", "bytes_received", "fetch_slot_wait_ms", "fetch_wire_ms",
+                    "fetch_deadline")
+
+
 class Reporter:
     def __init__(self, daemon: LearnDaemon, telemetry: Telemetry | None) -> None:
         self.daemon, self.telemetry = daemon, telemetry
         self.raised: dict[str, str] = {}
-        self._bytes_at_last_round = (0, 0)  # the node's (sent, received) totals then
-        self._cpu_at_last_round = (cpu_s(), 0.0)  # (process, trainer) CPU seconds then
+        self._at_last_round = self._counters()  # what round messages count since the last
+
+    def _counters(self) -> dict[str, float]:
+        """The totals a round message reports the growth of."""
+        stats = self.daemon.vehicle.node.stats
+        return {**{k: stats[k] for k in ROUND_NODE_STATS},
+                "cpu_s": cpu_s(), "train_cpu_s": self.daemon.vehicle.train_cpu_s,
+                # The event loop's thread (this one): libp2p, gossip, the round engine.
+                "loop_cpu_s": time.thread_time()}
 
     def status(self) -> dict[str, object]:
         d = self.daemon
@@ -109,11 +121,9 @@ class Reporter:
         }
 
     def round_done(self, done: RoundDone, timing: RoundTiming | None) -> None:
-        stats = self.daemon.vehicle.node.stats
-        now = (stats["bytes_sent"], stats["bytes_received"])
-        (sent0, received0), self._bytes_at_last_round = self._bytes_at_last_round, now
-        cpu = (cpu_s(), self.daemon.vehicle.train_cpu_s)
-        (cpu0, train0), self._cpu_at_last_round = self._cpu_at_last_round, cpu
+        now, before = self._counters(), self._at_last_round
+        self._at_last_round = now
+        grown = {k: round(now[k] - before[k], 3) for k in now}
         if self.telemetry is not None:
             seconds = {} if timing is None else {
                 k: round(getattr(timing, k), 4)
@@ -121,9 +131,7 @@ class Reporter:
             self.telemetry.publish("round", {
                 "round": done.round, "model": done.model_hash.hex(),
                 "committer": done.committer, "contributions": done.contributions,
-                "signers": done.signers, "verified": done.verified, **seconds,
-                "bytes_sent": now[0] - sent0, "bytes_received": now[1] - received0,
-                "cpu_s": round(cpu[0] - cpu0, 3), "train_cpu_s": round(cpu[1] - train0, 3),
+                "signers": done.signers, "verified": done.verified, **seconds, **grown,
                 "trainer_busy_s": round(self.daemon.vehicle.busy_s, 3)})
 
     def check_alarms(self, now: float) -> None:
