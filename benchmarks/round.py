@@ -87,7 +87,8 @@ def summarise_processes(result: ProcessResult) -> dict[str, float]:
         return statistics.fmean(xs) if xs else 0.0
 
     out = {k: mean(k) for k in ("train_s", "exchange_s", "merge_s", "round_s", "cpu_s",
-                                  "train_cpu_s", "loop_cpu_s", "fetch_deadline")}
+                                  "train_cpu_s", "loop_cpu_s", "fetch_deadline", "fetched",
+                                  "fetch_asked")}
     out["fetch_slot_wait_s"] = mean("fetch_slot_wait_ms") / 1000
     out["fetch_wire_s"] = mean("fetch_wire_ms") / 1000
     out["commit_s"] = mean("commit_s", lambda m: float(str(m["commit_s"])) > 0)

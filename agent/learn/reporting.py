@@ -77,8 +77,8 @@ ALARMS = (Alarm("serve_down", _serve_down), Alarm("no_peers", _lonely),
 
 
 # Node counters whose growth since the previous round each round message carries.
-ROUND_NODE_STATS = ("bytes_sent", "bytes_received", "fetch_slot_wait_ms", "fetch_wire_ms",
-                    "fetch_deadline")
+ROUND_NODE_STATS = ("bytes_sent", "bytes_received", "fetched", "fetch_asked",
+                    "fetch_slot_wait_ms", "fetch_wire_ms", "fetch_deadline")
 
 
 class Reporter:

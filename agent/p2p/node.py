@@ -333,6 +333,7 @@ class Node:
                          found: list[bytes], errors: list[tuple[bool, str]],
                          failed: trio.Semaphore,
                          running: trio.Semaphore, done: trio.CancelScope) -> None:
+        self.stats["fetch_asked"] += 1  # peers asked: over "fetched", the fetches' overhead
         try:
             stream = await self.host.new_stream(peer, [FETCH_PROTOCOL])
             found.append(await fetch_from(stream, kind, key, max_size))

@@ -42,8 +42,11 @@ class EngineConfig:
     # vehicle, so a fixed gap would cost vehicles^2 messages per gap, for the whole round.
     reannounce_s: float = 5.0
     reannounce_max_s: float = 60.0
-    # A fetch that failed is tried again after this long.
+    # A fetch that failed is tried again after retry_s, then at doubling gaps up to
+    # retry_max_s: when peers are too busy to answer, retrying at a fixed pace adds the load
+    # that keeps them busy (every retry asks every peer that may hold the payload).
     retry_s: float = 1.0
+    retry_max_s: float = 8.0
     # No commit is sent this close to the end of our slot: our estimate of the chain's clock
     # may be off by this much, and a commit that lands in the next slot reverts.
     margin_s: float = 1.0
@@ -169,7 +172,7 @@ class Engine:
     _anns: dict[tuple[int, str], Announcement] = field(default_factory=dict)  # (round, sender)
     _have: set[bytes] = field(default_factory=set)  # payloads in the local store, checked
     _inflight: set[bytes] = field(default_factory=set)
-    _failed_at: dict[bytes, float] = field(default_factory=dict)
+    _failed: dict[bytes, tuple[float, int]] = field(default_factory=dict)  # (last, how often)
     _bad: set[tuple[str, bytes]] = field(default_factory=set)  # (sender, payload) that failed
     _sigs: dict[bytes, dict[str, bytes]] = field(default_factory=dict)  # model -> signer -> sig
 
@@ -288,10 +291,17 @@ class Engine:
         self._inflight.discard(payload_hash)
         if ok:
             self._have.add(payload_hash)
-            self._failed_at.pop(payload_hash, None)
+            self._failed.pop(payload_hash, None)
             return self._verify_if_ready()
-        self._failed_at[payload_hash] = now
+        self._failure(payload_hash, now)
         return []
+
+    def _failure(self, key: bytes, now: float) -> None:
+        self._failed[key] = (now, self._failed.get(key, (now, 0))[1] + 1)
+
+    def _retry_at(self, key: bytes) -> float:
+        last, failures = self._failed[key]
+        return last + min(self.cfg.retry_max_s, self.cfg.retry_s * 2 ** (failures - 1))
 
     def payload_invalid(self, payload_hash: bytes, sender: str) -> list[Action]:
         """A payload matched its hash but does not decode, or is not what ``sender``'s
@@ -311,7 +321,7 @@ class Engine:
         st = self.state
         if ann is None or ann.payload_hash != payload_hash or st is None \
                 or self.check(ann) not in (None, "equivocation", "copied_payload"):
-            self._failed_at[b"ann" + payload_hash] = now
+            self._failure(b"ann" + payload_hash, now)
             return []
         # Committed: it counts even if gossip brought us another first; the checks in
         # _verify_if_ready compare it with the commitment's entry.
@@ -435,7 +445,7 @@ class Engine:
         live = {a.payload_hash for a in self._anns.values()}
         self._have &= live
         self._inflight &= live | {b"ann" + h for h in live}
-        self._failed_at.clear()
+        self._failed.clear()
         self._bad.clear()  # what they named was of an older round, and is rejected as stale
         self._sigs.clear()
 
@@ -460,7 +470,7 @@ class Engine:
             key = h if ann is not None else b"ann" + h
             if (ann is not None and h in self._have) or key in self._inflight:
                 continue
-            if now - self._failed_at.get(key, -1e18) < self.cfg.retry_s:
+            if key in self._failed and now < self._retry_at(key):
                 continue
             self._inflight.add(key)
             actions.append(Fetch(h, ann.size, ann.sender) if ann is not None

@@ -109,6 +109,14 @@ def test_a_fleet_of_processes_rides_out_a_broker_outage_and_a_killed_learner(anv
         busy = [float(str(m["trainer_busy_s"])) for t, m in messages(sub_log)
                 if t == f"swarmdrive/v1/{addresses[0]}/round"]
         assert busy == sorted(busy) and busy[-1] > 0
+        # Each round message says where the vehicle's CPU and fetch time went.
+        rounds = [m for t, m in messages(sub_log) if t.endswith("/round")]
+        for m in rounds:
+            assert float(str(m["train_cpu_s"])) >= 0
+            assert 0 <= float(str(m["loop_cpu_s"])) <= float(str(m["cpu_s"]))
+            assert int(str(m["fetch_deadline"])) >= 0
+        assert any(float(str(m["fetch_wire_ms"])) > 0 and float(str(m["loop_cpu_s"])) > 0
+                   for m in rounds)
         memory = fleet.memory()  # what benchmarks/scale.py reports, for each process
         assert set(memory["learn"]) == set(memory["serve"]) == {0, 1, 2, 3}
         for role in memory.values():

@@ -331,6 +331,14 @@ def test_failed_fetches_are_retried_after_a_pause():
     assert e.fetched(a.payload_hash, False, 2.0) == []
     assert fetch not in e.tick(2.5)
     assert fetch in e.tick(3.0)
+    # Each failure in a row doubles the pause (1, 2, 4, then at most retry_max_s = 8 s), so
+    # busy peers are not asked ever faster; a success starts again from retry_s.
+    asked_at, now = [], 3.0
+    for _ in range(5):
+        assert e.fetched(a.payload_hash, False, now) == []
+        now = next(t / 4 for t in range(int(now * 4) + 1, 400) if fetch in e.tick(t / 4))
+        asked_at.append(now)
+    assert asked_at == [5.0, 9.0, 17.0, 25.0, 33.0]
 
 
 def test_membership_and_parameters_change_live():
