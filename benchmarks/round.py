@@ -20,7 +20,12 @@ With ``--processes`` each vehicle is its own pair of processes (``swarmdrive sim
 --processes``: anvil, mosquitto, a serve and a learn per vehicle), as on the road but sharing
 this machine's cores; the figures come from each vehicle's round telemetry. In one process all
 vehicles share one trio loop, so every fetch waits behind every other vehicle's traffic and
-exchange grows about n^2 there: a simulator artefact, not a vehicle's cost.
+exchange grows about n^2 there: a simulator artefact, not a vehicle's cost. With
+``--processes`` the figures also say where the exchange went, per vehicle and round: fetched
+(payloads) and fetch_asked (peers asked for them), fetch_slot_wait_s, fetch_wire_s and
+fetch_deadline as above, and the learner's CPU: cpu_s, of which train_cpu_s (its trainer) and
+loop_cpu_s (its event loop: libp2p, gossip, the round engine); other_cpu_s = cpu_s -
+train_cpu_s. docs/scaling.md reads them for 8 and 16 vehicles.
 
 Prints {"4": {...}, "8": {...}, "16": {...}} as its last line.
 """
