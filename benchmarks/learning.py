@@ -1,14 +1,17 @@
 """The fleet learns together: swarm (dense and compressed) vs each vehicle alone vs central.
 
 8 vehicles with 8 distinct (town, weathers) profiles, the fleet-wide test set (every town under
-every weather). Same data and budget for everyone: a vehicle alone trains rounds x local_steps
-steps on its own crops; the swarm's vehicles train the same steps and merge every local_steps;
-the central model trains the same number of steps on the pooled crops with the fleet's batch
-(vehicles x batch), i.e. the fleet's total compute.
+every weather). ``--model classifier`` (crops, scored by accuracy: keys ``*_acc``) or
+``--model detector`` (whole frames, scored by COCO mAP@0.5: keys ``*_map50``).
+
+Same data and budget for everyone: a vehicle alone trains rounds x local_steps steps on its own
+data; the swarm's vehicles train the same steps and merge every local_steps; the central model
+trains the same number of steps on the pooled data with the fleet's batch (vehicles x batch),
+i.e. the fleet's total compute.
 
 Prints {"local_acc_mean", "local_acc_min", "central_acc", "swarm_dense_acc",
 "swarm_compressed_acc", "dense_bytes_per_round", "compressed_bytes_per_round",
-"compression_ratio", ...} as its last line.
+"compression_ratio", ...} as its last line (``map50`` for ``acc`` with the detector).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import replace
 
 from benchmarks.common import log, setup_threads
 from models.codec import DENSE, CodecConfig
+from models.detect_train import DETECTOR_TRAIN
 from sim.fleet import FleetConfig, make_fleet_data, run_central, run_local, run_swarm
 
 COMPRESSED = CodecConfig()  # 2% of the weights at 4 bits
@@ -31,12 +35,18 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=300)
     p.add_argument("--local-steps", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", choices=("classifier", "detector"), default="classifier")
+    p.add_argument("--frames", type=int, default=60, help="each vehicle's frames per weather")
     args = p.parse_args()
     setup_threads()
     t0 = time.perf_counter()
-    cfg = FleetConfig(vehicles=8, rounds=args.rounds, local_steps=args.local_steps, seed=args.seed)
+    cfg = FleetConfig(vehicles=8, rounds=args.rounds, local_steps=args.local_steps, seed=args.seed,
+                      frames_per_weather=args.frames, model=args.model)
+    if args.model == "detector":  # the detector's own batch and rate (models/detect_train.py)
+        cfg = replace(cfg, batch_size=DETECTOR_TRAIN.batch_size, lr=DETECTOR_TRAIN.lr)
+    m = "acc" if args.model == "classifier" else "map50"
     data = make_fleet_data(cfg)
-    log(f"profiles: {', '.join(p.name for p in data.profiles)}; test crops {len(data.test)}")
+    log(f"profiles: {', '.join(p.name for p in data.profiles)}; test set {len(data.test)}")
     dense = run_swarm(replace(cfg, codec=DENSE), data)
     log(f"swarm dense: {dense.accuracy:.4f} in {dense.seconds:.0f} s")
     comp = run_swarm(replace(cfg, codec=COMPRESSED), data)
@@ -47,16 +57,17 @@ def main() -> None:
     log(f"central: {central:.4f}")
     fp32_bytes = 4 * sum(t.numel() for t in comp.model.state_dict().values())
     print(json.dumps({
-        "local_acc_mean": round(sum(local) / len(local), 4),
-        "local_acc_min": round(min(local), 4),
-        "central_acc": round(central, 4),
-        "swarm_dense_acc": round(dense.accuracy, 4),
-        "swarm_compressed_acc": round(comp.accuracy, 4),
+        "model": args.model,
+        f"local_{m}_mean": round(sum(local) / len(local), 4),
+        f"local_{m}_min": round(min(local), 4),
+        f"central_{m}": round(central, 4),
+        f"swarm_dense_{m}": round(dense.accuracy, 4),
+        f"swarm_compressed_{m}": round(comp.accuracy, 4),
         "dense_bytes_per_round": fp32_bytes,
         "compressed_bytes_per_round": round(comp.bytes_per_round),
         "compression_ratio": round(fp32_bytes / comp.bytes_per_round, 1),
         "dense_payload_bytes_per_round": round(dense.bytes_per_round),  # fp32 through zstd
-        "rounds": cfg.rounds, "local_steps": cfg.local_steps,
+        "rounds": cfg.rounds, "local_steps": cfg.local_steps, "batch_size": cfg.batch_size,
         "codec": {"density": COMPRESSED.density, "bits": COMPRESSED.bits},
         "seconds": round(time.perf_counter() - t0),
     }))
