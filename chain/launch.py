@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -73,8 +74,32 @@ def anvil_binary() -> str:
                            "(package @foundry-rs/anvil) or set SWARMDRIVE_ANVIL")
 
 
+PORT_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PORT = 20000
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free TCP port on 127.0.0.1 for a process to listen on later (or again, after a
+    restart). Picked below the kernel's ephemeral range: a port from that range can meanwhile
+    become the local end of any outgoing connection, and the listener then fails to start."""
+    try:
+        ephemeral = int(PORT_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    rng = random.Random()  # from os.urandom: processes picking at once pick apart
+    for _ in range(100 if ephemeral - LOWEST_PORT >= 1000 else 0):
+        port = rng.randrange(LOWEST_PORT, ephemeral)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as s:  # no room below the ephemeral range: the kernel's pick
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
