@@ -28,7 +28,8 @@ class ExitCode(IntEnum):
     CHAIN_NO_CONTRACT = 32  # no SwarmLedger at the address given (fatal)
     CHAIN_NO_FUNDS = 33  # the signing account cannot pay for gas (fatal until funded)
     KEY_FILE = 35  # a missing, unreadable or over-permissive key file (fatal)
-    # 40-49 p2p: reserved
+    # 40-49 p2p
+    P2P_LISTEN = 40  # the libp2p listen address cannot be bound (not fatal: it may free up)
     INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
     INTERNAL = 70  # a bug: please report it
 

@@ -28,6 +28,7 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.tools.anyio_service import background_trio_service
 
+from agent.exit_codes import ExitCode
 from agent.p2p import announce, attest
 from agent.p2p.announce import Announcement, Fleet
 from agent.p2p.attest import Attestation
@@ -52,6 +53,10 @@ AttestationValidator = Callable[[Attestation], str | None]
 @dataclass(frozen=True)
 class NodeConfig:
     listen: str = "/ip4/127.0.0.1/tcp/0"
+    # A port held by another process (or a leftover of our own) may free up: try again, with
+    # the wait doubling, before giving up into an exit that systemd restarts.
+    listen_attempts: int = 5
+    listen_retry_s: float = 1.0
     bootstrap: tuple[str, ...] = ()  # multiaddrs with /p2p/<peer id>
     mdns: bool = False
     redial_s: float = 2.0  # how often lost bootstrap peers are dialled again
@@ -65,6 +70,13 @@ class NodeConfig:
     gate: GateConfig = GateConfig()
     # Our own publishes count against this too (py-libp2p); a round needs one per vehicle.
     max_announcements_per_s: float = 200.0
+
+
+class ListenError(Exception):
+    """The node could not listen on its configured address (a port in use, an address this
+    machine does not have). Not fatal: systemd restarts the learner, which tries again."""
+
+    exit_code = ExitCode.P2P_LISTEN
 
 
 def topic_for(fleet: Fleet, kind: str = "announce") -> str:
@@ -129,6 +141,7 @@ class Node:
         async with self.host.run([self._listen]), background_trio_service(self.pubsub), \
                 background_trio_service(self.gossip), trio.open_nursery() as nursery:
             self._nursery = nursery
+            await self._ensure_listening()
             await self.pubsub.wait_until_ready()
             self.host.set_stream_handler(FETCH_PROTOCOL, self.server.handle)
             if validate is not None:
@@ -150,6 +163,24 @@ class Node:
             finally:
                 nursery.cancel_scope.cancel()
                 await close_swarm(self.host)
+
+    async def _ensure_listening(self) -> None:
+        """A host whose listener failed runs on deaf (py-libp2p logs it and goes on): peers
+        could not dial us and the vehicle would sit out every round unseen. Retry, then fail
+        loudly."""
+        wait = self.cfg.listen_retry_s
+        for attempt in range(1, self.cfg.listen_attempts):
+            if self.host.get_addrs():
+                return
+            log.warning("listen_failed address=%s attempt=%d of=%d retry_in_s=%.1f",
+                        self._listen, attempt, self.cfg.listen_attempts, wait)
+            await trio.sleep(wait)
+            wait *= 2
+            await self.host.get_network().listen(self._listen)
+        if not self.host.get_addrs():
+            raise ListenError(f"cannot listen on {self._listen}: the port is in use or the "
+                              f"address is not this machine's "
+                              f"({self.cfg.listen_attempts} tries)")
 
     # --- admission ----------------------------------------------------------------------------
 

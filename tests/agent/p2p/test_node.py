@@ -127,3 +127,64 @@ def test_a_node_stopped_by_cancellation_closes_its_listener():
             s.connect(("127.0.0.1", port))
 
     trio.run(main)
+
+
+def _held_port():
+    import socket
+
+    from chain.launch import free_port
+
+    port = free_port()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    return port, holder
+
+
+def test_a_node_that_cannot_listen_fails_loudly_instead_of_running_deaf():
+    from agent.exit_codes import FATAL, exit_code_for
+    from agent.p2p.node import ListenError
+
+    port, holder = _held_port()
+
+    async def main():
+        cfg = NodeConfig(listen=f"/ip4/127.0.0.1/tcp/{port}", listen_attempts=2,
+                         listen_retry_s=0.01)
+        async with Node(identity("deaf"), FLEET, cfg).running(accept_all):
+            pass
+
+    with holder, pytest.raises(BaseExceptionGroup) as e:  # from inside the node's nurseries
+        trio.run(main)
+    assert e.group_contains(ListenError, match=f"cannot listen on .*/tcp/{port}")
+    leaf: BaseException = e.value
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    code = exit_code_for(leaf)
+    assert code is not None and code not in FATAL  # systemd restarts it
+
+
+def test_a_node_listens_once_its_port_is_freed():
+    import logging
+
+    port, holder = _held_port()
+
+    class FreeOnFailure(logging.Handler):  # the other process lets go of the port
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("listen_failed"):
+                holder.close()
+
+    logger = logging.getLogger("agent.p2p.node")
+    handler = FreeOnFailure()
+    logger.addHandler(handler)
+
+    async def main():
+        cfg = NodeConfig(listen=f"/ip4/127.0.0.1/tcp/{port}", listen_retry_s=0.05)
+        async with Node(identity("late"), FLEET, cfg).running(accept_all) as node:
+            return node.addrs
+
+    try:
+        addrs = trio.run(main)
+    finally:
+        logger.removeHandler(handler)
+        holder.close()
+    assert any(a.startswith(f"/ip4/127.0.0.1/tcp/{port}") for a in addrs)
