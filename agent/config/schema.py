@@ -65,6 +65,9 @@ class Training(Section):
     cpu_share: Annotated[float, Field(gt=0, le=1)] = 0.5  # of wall time spent training, at most
     min_samples: PositiveInt = 64  # below this the vehicle does not contribute
     train_ahead: bool = True  # train the next round while this one is committed (no idling)
+    # A round slower than its local steps: keep training up to this many rounds' worth of
+    # steps ahead; the next delta carries them all.
+    rounds_ahead: Annotated[float, Field(ge=1, le=4)] = 2.0
     last_round: Annotated[int, Field(ge=0)] | None = None  # stop after it (simulated fleets)
 
 

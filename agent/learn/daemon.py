@@ -94,11 +94,12 @@ class BufferedLearner(Learner):
             raise SitOut(f"{self.samples} samples buffered, {self.min_samples} needed")
         return super().contribute(base, base_hash, round_, local_steps, author)
 
-    def train_ahead(self, round_: int, local_steps: int, stop: Callable[[], bool]) -> int:
+    def train_ahead(self, round_: int, local_steps: int, stop: Callable[[], bool],
+                    max_steps: int | None = None) -> int:
         self._refresh()
         if self.samples < self.min_samples:
             return 0
-        return super().train_ahead(round_, local_steps, stop)
+        return super().train_ahead(round_, local_steps, stop, max_steps)
 
     def _steps(self, steps: int) -> list[float]:
         t0 = time.monotonic()
@@ -135,6 +136,7 @@ class LearnDaemon:
             sampler_seed=int(identity.address, 16) % 2**63)
         vcfg = DriverConfig(local_steps=t.local_steps, checkpoint=state / "learner.ckpt",
                             train_ahead=t.train_ahead,
+                            max_steps_ahead=round(t.rounds_ahead * t.local_steps),
                             rounds=None if t.last_round is None else t.last_round + 1)
         self.factory = self.learner.weights().copy()  # served again if every release is revoked
         self.vehicle, self.round = assemble(

@@ -82,6 +82,7 @@ class VehicleConfig:
     # Train the next round's local steps while this one is exchanged and committed (see
     # agent.swarm.learner); off where runs must repeat bit for bit (the in-process simulator).
     train_ahead: bool = False
+    max_steps_ahead: int | None = None  # the most steps taken ahead (None: local_steps)
 
 
 @dataclass(frozen=True)
@@ -363,7 +364,8 @@ class Vehicle:
         def ahead() -> tuple[int, float]:
             t0, c0 = time.perf_counter(), time.thread_time()
             try:
-                return (self.learner.train_ahead(a.round, self.cfg.local_steps, stop.is_set),
+                return (self.learner.train_ahead(a.round, self.cfg.local_steps, stop.is_set,
+                                                 self.cfg.max_steps_ahead),
                         time.perf_counter() - t0)
             finally:
                 self.busy_s += time.perf_counter() - t0

@@ -8,7 +8,10 @@ Training ahead: while round r is exchanged, committed and attested (a block time
 real chain), the learner may start round r+1's local steps before round r's merged model M is
 final. They start from the learner's own weights and follow the best guess at M the vehicle
 has: the mean of round r's deltas it holds so far, then, once it has verified round r's
-commitment, the merge itself (M, unless the commit expires). Each better guess G moves the steps
+commitment, the merge itself (M, unless the commit expires). A slow round need not idle the
+trainer once it has taken ``local_steps`` ahead: it may go on up to ``max_steps``, and the
+round's delta then carries that much more work (steps taken at the verified merge are not
+stale at all). Each better guess G moves the steps
 so far onto it, W <- G + (W - B) with B the previous guess, and training goes on from there.
 When the round is final, the same move onto the final model (nothing, if it is the verified
 merge) and the rest of the steps follow. The round's delta is taken against the final model as
@@ -116,19 +119,22 @@ class Learner:
             self._move(ahead, base)
         else:
             self.load(base)
-        losses += self._steps(local_steps - len(losses))
+        if len(losses) < local_steps:
+            losses += self._steps(local_steps - len(losses))
         return self.weights() - base, float(np.mean(losses))
 
-    def train_ahead(self, round_: int, local_steps: int, stop: Callable[[], bool]) -> int:
+    def train_ahead(self, round_: int, local_steps: int, stop: Callable[[], bool],
+                    max_steps: int | None = None) -> int:
         """Start round ``round_``'s local steps before its base model is known, from this
-        learner's own weights, one step at a time until ``stop()`` or all ``local_steps`` are
-        done; ``contribute`` for that round carries them over. Returns the steps taken."""
+        learner's own weights, one step at a time until ``stop()`` or ``max_steps`` (default
+        ``local_steps``) are done; ``contribute`` for that round carries them over, all of
+        them. Returns the steps taken."""
         self._ahead = None
         if self.samples == 0:
             return 0
         ahead = _Ahead(round_, self.weights(), [])
         self.step = round_ * local_steps
-        while len(ahead.losses) < local_steps and not stop():
+        while len(ahead.losses) < (max_steps or local_steps) and not stop():
             verified = self._take_verified(round_)
             if verified is not None:
                 self._move(ahead, verified)

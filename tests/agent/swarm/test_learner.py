@@ -94,3 +94,15 @@ def test_a_learner_without_samples_takes_no_steps_ahead(trained):
     empty = CropSet(trained.data.images[:0], trained.data.labels[:0])
     lr = Learner(empty, TrainConfig(batch_size=16), CodecConfig(), total_steps=10, seed=1)
     assert lr.train_ahead(1, local_steps=3, stop=lambda: False) == 0
+
+
+def test_a_slow_round_lets_the_trainer_go_on_past_its_local_steps(trained):
+    a, b = _pair(trained)
+    merged = a.weights() + 0.01
+    assert a.train_ahead(2, local_steps=5, stop=lambda: False, max_steps=8) == 8
+    delta, _ = a.train_round(merged, 5)  # all eight carried, none added
+    assert a.step == 18
+    origin = b.weights()
+    b.step = 10
+    b._steps(8)
+    assert np.array_equal(delta, merged + (b.weights() - origin) - merged)
