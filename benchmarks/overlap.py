@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, ahead: bool, root: Path) -> dict[str, Any]:
                   chain=ChainSpec(block_time_s=args.block_time))
     test = fleet_test_set(args.seed, 8, NetConfig().input_size)
     record = Director(sc, root, test, lambda line: log(f"{sc.name}: {line}")).run()
-    if record.failure is not None or not record.final.get("all_serve_chain_model"):
+    if record.failure is not None or not record.final.get("all_serve_expected"):
         raise SystemExit(f"the {sc.name} run failed: {record.failure or record.final}")
     last = args.rounds - 1
     accuracy = [a["accuracy"] for a in record.accuracy if a["round"] == last]

@@ -8,7 +8,9 @@ has its round, brings stopped services back, and watches for each event's recove
   accuracy plot);
 - restart and register: the vehicle reports a final round of its own on MQTT;
 - broker_down: every running vehicle's telemetry arrives again after the broker is back;
-- rpc_down: the chain finalises a round after the node is back.
+- rpc_down: the chain finalises a round after the node is back;
+- publish and revoke: every running vehicle serves what the operator's releases now name (the
+  newest release not revoked, or the factory model).
 It evaluates the model each vehicle serves (its installed ONNX, run by ONNX Runtime) on the
 fleet-wide test set whenever that model changes. A process that dies without the scenario
 killing it ends the run (``FleetError``); what was recorded up to then is kept.
@@ -17,6 +19,11 @@ killing it ends the run (``FleetError``); what was recorded up to then is kept.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from agent.serve import installed
 from chain.launch import Anvil
@@ -32,6 +40,7 @@ from models.classes import CLASSES
 from models.data import CropSet
 from models.evaluate import report
 from models.runtime import OnnxClassifier
+from sim.mirror import FileMirror
 from sim.mosquitto import Mosquitto
 from sim.procfleet import FleetError, ProcessFleet
 from sim.profiles import fleet_profiles
@@ -42,6 +51,11 @@ POLL_S = 0.5
 TIMEOUT_S_PER_ROUND = 300.0  # the run gives up when a round takes longer than this
 RECOVERY_GRACE_S = 60.0  # after the last round, how long recoveries are still watched
 FINISH_S = 120.0  # then how long every running vehicle has to serve the last round's model
+RELEASE_CLI_S = 180.0  # one 'swarmdrive release' command, on a machine the fleet keeps busy
+# Vehicles that follow releases: look often, and judge a switch with a budget a loaded 2-core
+# machine meets (the daemon's defaults suit a vehicle's own cores).
+RELEASE_OTA = ('policy = "release"\npoll_s = 1.0\nhealth_window_s = 6.0\n'
+               "latency_budget_ms = 250.0\naudit_s = 5.0\nfetch_timeout_s = 30.0")
 
 
 @dataclass
@@ -70,7 +84,9 @@ class Record:
     memory: dict[str, dict[str, float | None]] = field(default_factory=dict)  # latest RSS
     events: list[Happening] = field(default_factory=list)
     baselines: dict[str, Any] | None = None
-    final: dict[str, Any] = field(default_factory=dict)  # chain hash, who serves it
+    # The chain's last model, what every running vehicle should serve (that model, or the
+    # release the operator's releases name) and who does.
+    final: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     failure: str | None = None  # why the run ended early
 
@@ -95,6 +111,8 @@ class Director:
         self._killed: set[int] = set()
         self._watching: list[tuple[Happening, Callable[[], bool]]] = []
         self._back_at: dict[str, int] = {}  # service -> log length (broker), finals (rpc)
+        self._releases: dict[int, str] = {}  # version -> sha256 of its file (hex)
+        self._revoked: set[int] = set()
 
     # --- running ------------------------------------------------------------------------------
 
@@ -106,11 +124,13 @@ class Director:
         broker = Mosquitto(self.root / "mosquitto")
         self.anvil, self.broker = anvil, broker
         try:
-            with anvil, broker, TelemetryWatch("127.0.0.1", broker.port) as watch:
-                self.watch = watch
+            with anvil, broker, TelemetryWatch("127.0.0.1", broker.port) as watch, \
+                    FileMirror(self.root / "releases") as mirror:
+                self.watch, self.mirror = watch, mirror
                 self.fleet = ProcessFleet.create(
                     self.root, anvil.url, sc.fleet.vehicles, sc.params, sc.fleet.seed,
-                    training=self._training(), telemetry=self._telemetry(broker.port))
+                    training=self._training(), telemetry=self._telemetry(broker.port),
+                    ota=RELEASE_OTA if sc.fleet.ota == "release" else 'policy = "swarm"')
                 self.ledger = Web3Ledger(anvil.web3(), self.fleet.contract, None, retries=1)
                 try:
                     for v in self.fleet.vehicles:
@@ -166,23 +186,46 @@ class Director:
             time.sleep(POLL_S)
 
     def _finish(self) -> None:
-        """Wait until every vehicle serves the last round's model; note who does."""
+        """Wait until every running vehicle serves what it should: the last round's model, or
+        the release the operator's releases name; note who does."""
         last = self.finals[self.sc.fleet.rounds - 1]
-        want = last.model_hash.hex()
         deadline = time.monotonic() + FINISH_S
         serving: dict[int, str | None] = {}
         while time.monotonic() < deadline:
             self.fleet.check_alive()
             self._score_served()
-            serving = {v.index: _serving_hash(v.state) for v in self.fleet.vehicles
-                       if v.index not in self._killed}
-            if all(h == want for h in serving.values()):
+            serving = self._serving()
+            if all(h == self._expected() for h in serving.values()):
                 break
             time.sleep(POLL_S)
+        want = self._expected()
         self.record.final = {
-            "round": last.round, "chain_model_hash": want,
+            "round": last.round, "chain_model_hash": last.model_hash.hex(),
+            "expected": self._expected_words(), "expected_id": want,
             "serving": {str(i): h for i, h in serving.items()},
-            "all_serve_chain_model": all(h == want for h in serving.values())}
+            "all_serve_expected": all(h == want for h in serving.values())}
+
+    def _serving(self) -> dict[int, str | None]:
+        """Per running vehicle, what it serves: the model's hash (following the swarm) or the
+        file's sha256, "genesis" for the factory model (following releases)."""
+        return {v.index: _serving_id(v.state, self.sc.fleet.ota) for v in self.fleet.vehicles
+                if v.index not in self._killed}
+
+    def _expected(self) -> str:
+        if self.sc.fleet.ota == "swarm":  # the last round's, once the run has it
+            last = self.finals[:self.sc.fleet.rounds]
+            return last[-1].model_hash.hex() if last else ""
+        good = self._newest_good_release()
+        return "genesis" if good is None else self._releases[good]
+
+    def _expected_words(self) -> str:
+        if self.sc.fleet.ota == "swarm":
+            return "the last final round's model"
+        good = self._newest_good_release()
+        return "the factory model (no release left)" if good is None else f"release {good}"
+
+    def _newest_good_release(self) -> int | None:
+        return max((v for v in self._releases if v not in self._revoked), default=None)
 
     def _now(self) -> float:
         return time.monotonic() - self.t0
@@ -225,6 +268,45 @@ class Director:
             self._down["rpc"] = time.monotonic() + e.seconds
             self._watch(h, "the chain finalised a round after the node came back",
                         self._final_after_rpc())
+        elif e.action == "publish":
+            version = self._publish()
+            h.what = f"publish release {version}"
+            self._watch(h, f"every running vehicle served release {version}",
+                        self._all_serve_expected())
+        elif e.action == "revoke":
+            assert e.version is not None
+            self._release_cli("revoke", str(e.version))
+            self._revoked.add(e.version)
+            self._watch(h, f"every running vehicle served {self._expected_words()}",
+                        self._all_serve_expected())
+
+    def _publish(self) -> int:
+        """The operator releases the fleet's newest final model: a running vehicle's learner
+        checkpoint (its last final round), exported, put on the mirror and named on chain."""
+        v = next(v for v in self.fleet.vehicles if v.index not in self._killed)
+        n = len(self._releases) + 1
+        ckpt = self.root / f"release-{n}.ckpt"
+        shutil.copyfile(v.state / "learner.ckpt", ckpt)
+        round_ = int(torch.load(ckpt, weights_only=True)["round"])
+        name = f"r{n}.onnx"
+        got = self._release_cli("publish", "--round", str(round_), "--checkpoint", str(ckpt),
+                                "--out", str(self.mirror.folder / name),
+                                "--uri", f"{self.mirror.url}/{name}")
+        version = int(got["version"])
+        self._releases[version] = hashlib.sha256(
+            (self.mirror.folder / name).read_bytes()).hexdigest()
+        return version
+
+    def _release_cli(self, *argv: str) -> dict[str, Any]:
+        """``swarmdrive release ...`` as the operator runs it; its JSON line."""
+        out = subprocess.run(
+            [sys.executable, "-m", "agent", "release", *argv, "--rpc", self.fleet.rpc_url,
+             "--contract", self.fleet.contract, "--keystore", str(self.fleet.operator_key)],
+            capture_output=True, text=True, timeout=RELEASE_CLI_S)
+        if out.returncode != 0:
+            raise FleetError(f"swarmdrive release {argv[0]} failed: "
+                             f"{out.stderr.strip().splitlines()[-1:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
     def _bring_back(self) -> None:
         now = time.monotonic()
@@ -258,6 +340,10 @@ class Director:
             return any(t.split("/")[2] == address and t.endswith("/round")
                        and float(m.get("ts", 0)) >= since for t, m in list(self.watch.log))
         return done
+
+    def _all_serve_expected(self) -> Callable[[], bool]:
+        want = self._expected()
+        return lambda: all(h == want for h in self._serving().values())
 
     def _a_round_from_now(self) -> Callable[[], bool]:
         now = len(self.finals)
@@ -350,13 +436,23 @@ def _describe(e: Event) -> str:
         return f"vehicle {e.vehicle} turns byzantine ({e.attack})"
     if e.action == "register":
         return "register a new vehicle"
+    if e.action == "publish":
+        return "publish a release"
+    if e.action == "revoke":
+        return f"revoke release {e.version}"
     return f"{'broker' if e.action == 'broker_down' else 'RPC node'} down {e.seconds:g} s"
 
 
-def _serving_hash(state: Path) -> str | None:
+def _serving_id(state: Path, ota: str) -> str | None:
+    """What the vehicle in ``state`` serves: its model hash (``ota`` "swarm"); its file's
+    sha256, or "genesis" for the factory model ("release")."""
     with contextlib.suppress(installed.PointerError):
         entry = installed.current(state)
-        return entry.model_hash if entry else None
+        if entry is None:
+            return None
+        if ota == "swarm":
+            return entry.model_hash
+        return "genesis" if entry.source == "genesis" else entry.sha256
     return None
 
 

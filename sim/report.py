@@ -151,9 +151,10 @@ def _page(r: dict[str, Any], figures: dict[str, bytes]) -> str:
     if r.get("failure"):
         head.append(f"<strong class=bad>The run failed: {e(r['failure'])}</strong>")
     elif final:
-        agree = "every running vehicle serves it" if final["all_serve_chain_model"] \
-            else "<strong class=bad>not every vehicle serves it</strong>"
-        head.append(f"Final model on chain {e(final['chain_model_hash'][:12])}: {agree}.")
+        agree = "every running vehicle serves" if final["all_serve_expected"] \
+            else "<strong class=bad>not every running vehicle serves</strong>"
+        head.append(f"Final model on chain {e(final['chain_model_hash'][:12])}; {agree} "
+                    f"{e(final['expected'])}.")
     head.append("</p>")
     base = r.get("baselines")
     if base:

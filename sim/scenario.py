@@ -17,7 +17,10 @@ director (``sim.director``) runs it.
 
 Actions: ``kill`` and ``restart`` (vehicle), ``broker_down`` and ``rpc_down`` (seconds),
 ``register`` (a new vehicle joins), ``byzantine`` (vehicle, attack: its learner is restarted as
-``swarmdrive byzantine``, sending ``sign_flip`` or ``noise`` instead of its delta).
+``swarmdrive byzantine``, sending ``sign_flip`` or ``noise`` instead of its delta), and, for a
+fleet that serves the operator's releases (``[fleet] ota = "release"``), ``publish`` (the
+operator releases the fleet's newest final model with ``swarmdrive release publish``) and
+``revoke`` (version: ``swarmdrive release revoke``).
 """
 
 from __future__ import annotations
@@ -30,10 +33,13 @@ from pydantic import Field, model_validator
 from agent.config.schema import PositiveFloat, Section, read_toml
 from chain.ledger import ChainParams
 
-Action = Literal["kill", "restart", "broker_down", "rpc_down", "register", "byzantine"]
+Action = Literal["kill", "restart", "broker_down", "rpc_down", "register", "byzantine",
+                 "publish", "revoke"]
 # What each action needs besides ``at_round``.
 NEEDS_VEHICLE = ("kill", "restart", "byzantine")
 NEEDS_SECONDS = ("broker_down", "rpc_down")
+NEEDS_VERSION = ("revoke",)
+RELEASES = ("publish", "revoke")
 
 
 class FleetSpec(Section):
@@ -44,6 +50,9 @@ class FleetSpec(Section):
     lr: PositiveFloat = 3e-3
     cpu_share: Annotated[float, Field(gt=0, le=1)] = 0.5  # of a core, per learner
     train_ahead: bool = True  # training.train_ahead: train on while a round is committed
+    # ota.policy: "swarm" serves each final round; "release" serves the operator's releases
+    # (the factory model until the first).
+    ota: Literal["swarm", "release"] = "swarm"
     seed: Annotated[int, Field(ge=0)] = 0
 
 
@@ -61,6 +70,7 @@ class Event(Section):
     vehicle: Annotated[int, Field(ge=0)] | None = None
     seconds: Annotated[float, Field(gt=0, le=600)] | None = None  # how long a service is down
     attack: Literal["sign_flip", "noise"] = "sign_flip"  # what a byzantine vehicle sends
+    version: Annotated[int, Field(ge=1)] | None = None  # the release to revoke
 
     @model_validator(mode="after")
     def _complete(self) -> Event:
@@ -72,6 +82,10 @@ class Event(Section):
             raise ValueError(f"{self.action} needs seconds = S")
         if self.action not in NEEDS_SECONDS and self.seconds is not None:
             raise ValueError(f"{self.action} takes no seconds")
+        if self.action in NEEDS_VERSION and self.version is None:
+            raise ValueError(f"{self.action} needs version = N")
+        if self.action not in NEEDS_VERSION and self.version is not None:
+            raise ValueError(f"{self.action} takes no version")
         return self
 
 
@@ -91,7 +105,20 @@ class Scenario(Section):
             raise ValueError(f"chain.quorum {self.chain.quorum} is more than the "
                              f"{n} vehicles")
         down: set[int] = set()
+        published, revoked = 0, set()
         for e in self.ordered_events():
+            if e.action in RELEASES and self.fleet.ota != "release":
+                raise ValueError(f"{e.action} needs a fleet that serves releases "
+                                 '([fleet] ota = "release")')
+            if e.action == "publish":
+                published += 1
+            elif e.action == "revoke":
+                if e.version is None or e.version > published:
+                    raise ValueError(f"release {e.version} is revoked before it is published "
+                                     f"({published} published by round {e.at_round})")
+                if e.version in revoked:
+                    raise ValueError(f"release {e.version} is revoked twice")
+                revoked.add(e.version)
             if e.at_round >= rounds:
                 raise ValueError(f"an event at round {e.at_round} never fires: the run "
                                  f"ends after {rounds} rounds")

@@ -81,11 +81,12 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({"scenario": scenario.name, "failure": record.failure,
                       "rounds": len(record.rounds), "seconds": record.seconds,
                       "chain_model_hash": final.get("chain_model_hash"),
-                      "all_serve_chain_model": final.get("all_serve_chain_model"),
+                      "expected": final.get("expected"),
+                      "all_serve_expected": final.get("all_serve_expected"),
                       "events": [{"what": e.what, "recovery_s": e.recovery_s}
                                  for e in record.events],
                       "report": str(page)}))
-    return 0 if record.failure is None and final.get("all_serve_chain_model") else 1
+    return 0 if record.failure is None and final.get("all_serve_expected") else 1
 
 
 def _raise_interrupt() -> None:

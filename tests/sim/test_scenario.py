@@ -3,6 +3,7 @@ report whose plots exist and show something."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -46,9 +47,24 @@ def test_the_shipped_scenarios_are_valid(path):
     ('at_round = 1\naction = "kill"\nvehicle = 0\nwhen = 3', "events.0.when: unknown key"),
     ('at_round = 1\naction = "kill"\nvehicle = 0\n[[events]]\nat_round = 2\n'
      'action = "byzantine"\nvehicle = 0', "vehicle 0 turns byzantine while it is killed"),
+    ('at_round = 1\naction = "publish"', 'publish needs a fleet that serves releases'),
 ])
 def test_a_scenario_that_cannot_run_is_refused_naming_the_problem(tmp_path, events, words):
     assert words in scenario_problems(tmp_path, f"{GOOD}\n[[events]]\n{events}\n")
+
+
+@pytest.mark.parametrize(("events", "words"), [
+    ('at_round = 1\naction = "revoke"', "revoke needs version = N"),
+    ('at_round = 1\naction = "revoke"\nversion = 1', "release 1 is revoked before it is "
+                                                     "published (0 published by round 1)"),
+    ('at_round = 1\naction = "publish"\n[[events]]\nat_round = 2\naction = "revoke"\n'
+     'version = 1\n[[events]]\nat_round = 3\naction = "revoke"\nversion = 1',
+     "release 1 is revoked twice"),
+    ('at_round = 1\naction = "publish"\nversion = 1', "publish takes no version"),
+])
+def test_release_events_are_checked_against_the_releases_before_them(tmp_path, events, words):
+    text = GOOD.replace("[fleet]\n", '[fleet]\nota = "release"\n')
+    assert words in scenario_problems(tmp_path, f"{text}\n[[events]]\n{events}\n")
 
 
 def test_a_registered_vehicle_can_be_killed_and_bad_toml_is_named(tmp_path):
@@ -87,7 +103,7 @@ def test_the_smoke_scenario_recovers_from_every_event_and_reports_it(tmp_path):
     assert got.returncode == 0, got.stderr[-3000:]
     summary = json.loads(got.stdout.strip().splitlines()[-1])
     result = json.loads((out / "result.json").read_text())
-    assert summary["all_serve_chain_model"] and result["final"]["all_serve_chain_model"]
+    assert summary["all_serve_expected"] and result["final"]["all_serve_expected"]
     assert len(result["rounds"]) == 6 and len(result["vehicles"]) == 4  # one registered
     assert [e["what"] for e in result["events"]] == [
         "kill vehicle 2", "broker down 4 s", "register a new vehicle", "restart vehicle 2",
@@ -116,6 +132,31 @@ def test_the_smoke_scenario_recovers_from_every_event_and_reports_it(tmp_path):
     # A real browser opens it without a console message and decodes all four plots.
     dom, console = open_in_browser(out / "report" / "index.html", tmp_path / "browser")
     assert console == [] and 'data-plots="4"' in dom
+
+
+@pytest.mark.slow
+def test_vehicles_follow_the_operators_releases_as_a_scenario_publishes_and_revokes(tmp_path):
+    out = tmp_path / "run"
+    got = subprocess.run([sys.executable, "-m", "agent", "scenario", "scenarios/ota.toml",
+                          "--out", str(out)], capture_output=True, text=True, timeout=900,
+                         cwd=Path(__file__).parents[2])
+    assert got.returncode == 0, got.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert [e["what"] for e in result["events"]] == [
+        "publish release 1", "publish release 2", "revoke release 2"]
+    assert all(e["recovery_s"] is not None for e in result["events"])
+    # Release 1's file is what every vehicle serves at the end, checked against the mirror.
+    r1 = hashlib.sha256((out / "fleet" / "releases" / "r1.onnx").read_bytes()).hexdigest()
+    final = result["final"]
+    assert final["all_serve_expected"] and final["expected"] == "release 1"
+    assert set(final["serving"].values()) == {r1}
+    # Each vehicle served the factory model, release 1, release 2, then release 1 again.
+    for v in range(3):
+        served = [a["round"] for a in sorted(result["accuracy"], key=lambda a: a["t"])
+                  if a["vehicle"] == v]
+        assert served == [0, 1, 2, 1], (v, served)
+    page = (out / "report" / "index.html").read_text()
+    assert "revoke release 2" in page and "every running vehicle serves release 1" in page
 
 
 def open_in_browser(page: Path, profile: Path) -> tuple[str, list[str]]:
