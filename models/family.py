@@ -63,7 +63,7 @@ class Classifier:
         s = self.config.input_size
         return CropSet(np.zeros((0, s, s, 3), np.uint8), np.zeros((0,), np.int64))
 
-    def prepare(self, data: Data) -> tuple[torch.Tensor, torch.Tensor]:
+    def prepare(self, data: Data) -> tuple[np.ndarray, torch.Tensor]:
         assert isinstance(data, CropSet), "the classifier trains on crops"
         return train.tensors(data)
 

@@ -55,24 +55,27 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def tensors(data: CropSet) -> tuple[torch.Tensor, torch.Tensor]:
-    """The whole crop set as network input (N, 3, S, S) and labels (N,)."""
+def tensors(data: CropSet) -> tuple[np.ndarray, torch.Tensor]:
+    """The crop set as training input: the uint8 crops as they are (each batch is normalised
+    when it is drawn: a vehicle's buffer in float32 would be 4x its size, converted again
+    whenever it grows) and the labels (N,)."""
     if len(data) == 0:
         raise ValueError("no labelled crops to train on")
-    return torch.from_numpy(to_input(data.images)), torch.from_numpy(data.labels)
+    return data.images, torch.from_numpy(data.labels)
 
 
-def get_batch(x: torch.Tensor, y: torch.Tensor, batch_size: int,
+def get_batch(x: np.ndarray, y: torch.Tensor, batch_size: int,
               g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A random batch with random horizontal flips (every class is left-right symmetric)."""
+    """A random batch of the (N, S, S, 3) uint8 crops ``x`` as network input, with random
+    horizontal flips (every class is left-right symmetric)."""
     idx = torch.randint(len(y), (batch_size,), generator=g)
-    xb = x[idx]
+    xb = torch.from_numpy(to_input(x[idx.numpy()]))
     flip = torch.rand(batch_size, generator=g) < 0.5
     xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
     return xb, y[idx]
 
 
-def run_steps(model: CropNet, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+def run_steps(model: CropNet, opt: torch.optim.Optimizer, x: np.ndarray, y: torch.Tensor,
               first: int, steps: int, total: int, cfg: TrainConfig,
               g: torch.Generator) -> list[float]:
     """Steps ``first .. first + steps - 1`` of a ``total``-step schedule; returns the losses."""

@@ -5,7 +5,8 @@ import torch
 from models.checkpoint import state_hash
 from models.evaluate import evaluate, report
 from models.net import CropNet, NetConfig
-from models.train import TrainConfig, train
+from models.preprocess import to_input
+from models.train import TrainConfig, get_batch, tensors, train
 from sim.datasets import domains_crops
 from sim.world import CLASSES
 from tests.conftest import SMALL_DOMAINS
@@ -44,3 +45,17 @@ def test_empty_data_is_refused(trained):
     empty = CropSet(trained.data.images[:0], trained.data.labels[:0])
     with pytest.raises(ValueError, match="no labelled crops"):
         train(CropNet(NetConfig()), empty, TrainConfig(steps=1))
+
+
+def test_a_batch_is_normalised_when_drawn_exactly_as_the_whole_set_would_be(trained):
+    # The crops stay uint8 (a vehicle's buffer would be 4x bigger in float32, and converted
+    # again whenever it grows); a batch must be bit for bit what indexing a converted set gave.
+    x, y = tensors(trained.data)
+    assert x.dtype == np.uint8
+    whole = torch.from_numpy(to_input(trained.data.images))
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    xb, yb = get_batch(x, y, 32, g1)
+    idx = torch.randint(len(y), (32,), generator=g2)
+    flip = torch.rand(32, generator=g2) < 0.5
+    want = torch.where(flip[:, None, None, None], whole[idx].flip(3), whole[idx])
+    assert torch.equal(xb, want) and torch.equal(yb, y[idx]) and flip.any() and not flip.all()

@@ -8,9 +8,9 @@ import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from models.data import CropSet
 from models.net import CropNet, NetConfig
-from models.preprocess import to_input
-from models.train import TrainConfig, make_optimizer, run_steps
+from models.train import TrainConfig, make_optimizer, run_steps, tensors
 
 app = ClientApp()
 
@@ -22,8 +22,7 @@ def train(msg: Message, context: Context) -> Message:
     cfg = context.run_config
     steps, rounds = int(cfg["local-steps"]), int(cfg["num-server-rounds"])
     with np.load(str(cfg["data"])) as data:
-        x = torch.from_numpy(to_input(data[f"images_{vehicle}"]))
-        y = torch.from_numpy(data[f"labels_{vehicle}"])
+        x, y = tensors(CropSet(data[f"images_{vehicle}"], data[f"labels_{vehicle}"]))
     round_ = int(str(msg.content.config_records["config"]["server-round"]))  # 1-based
     tcfg = TrainConfig(steps=rounds * steps, batch_size=int(cfg["batch-size"]),
                        lr=float(cfg["lr"]))
