@@ -19,7 +19,6 @@ killing it ends the run (``FleetError``); what was recorded up to then is kept.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
 import subprocess
@@ -49,7 +48,9 @@ from sim.telemetry_watch import TelemetryWatch
 
 POLL_S = 0.5
 TIMEOUT_S_PER_ROUND = 300.0  # the run gives up when a round takes longer than this
-RECOVERY_GRACE_S = 60.0  # after the last round, how long recoveries are still watched
+# After the last round, how long recoveries are still watched and events that waited (a
+# release rolling out, a revoke waiting for it) still fire.
+RECOVERY_GRACE_S = 180.0
 FINISH_S = 120.0  # then how long every running vehicle has to serve the last round's model
 RELEASE_CLI_S = 180.0  # one 'swarmdrive release' command, on a machine the fleet keeps busy
 # Vehicles that follow releases: look often, and judge a switch with a budget a loaded 2-core
@@ -97,6 +98,15 @@ class Record:
         return d
 
 
+@dataclass
+class Operator:
+    """A ``swarmdrive release`` command the director started for an event."""
+    proc: subprocess.Popen[str]
+    happening: Happening
+    revoked: int | None = None  # the version, for a revoke
+    started: float = field(default_factory=time.monotonic)
+
+
 class Director:
     def __init__(self, scenario: Scenario, root: Path, test: CropSet,
                  progress: Callable[[str], None] = lambda line: None) -> None:
@@ -113,6 +123,8 @@ class Director:
         self._back_at: dict[str, int] = {}  # service -> log length (broker), finals (rpc)
         self._releases: dict[int, str] = {}  # version -> sha256 of its file (hex)
         self._revoked: set[int] = set()
+        self._rolled_out: set[int] = set()  # releases every running vehicle has served
+        self._operator: Operator | None = None  # the release command in progress
 
     # --- running ------------------------------------------------------------------------------
 
@@ -165,8 +177,8 @@ class Director:
         rounds = self.sc.fleet.rounds
         deadline = time.monotonic() + TIMEOUT_S_PER_ROUND
         grace_end = float("inf")  # recoveries still watched after the last round
-        while len(self.finals) < rounds or self._down or (
-                self._watching and time.monotonic() < grace_end):
+        while len(self.finals) < rounds or self._down or self._operator is not None or (
+                (self._watching or pending) and time.monotonic() < grace_end):
             if len(self.finals) >= rounds:
                 grace_end = min(grace_end, time.monotonic() + RECOVERY_GRACE_S)
             self.fleet.check_alive()
@@ -178,8 +190,10 @@ class Director:
             if time.monotonic() > deadline:
                 raise FleetError(f"no round final for {TIMEOUT_S_PER_ROUND:.0f} s after "
                                  f"round {len(self.finals)}")
-            while pending and pending[0].at_round <= len(self.finals):
+            while pending and pending[0].at_round <= len(self.finals) \
+                    and self._ready(pending[0]):
                 self._fire(pending.pop(0))
+            self._check_operator()
             self._bring_back()
             self._score_served()
             self._check_recoveries()
@@ -269,44 +283,82 @@ class Director:
             self._watch(h, "the chain finalised a round after the node came back",
                         self._final_after_rpc())
         elif e.action == "publish":
-            version = self._publish()
-            h.what = f"publish release {version}"
-            self._watch(h, f"every running vehicle served release {version}",
-                        self._all_serve_expected())
+            self._publish(h)
         elif e.action == "revoke":
             assert e.version is not None
-            self._release_cli("revoke", str(e.version))
-            self._revoked.add(e.version)
-            self._watch(h, f"every running vehicle served {self._expected_words()}",
-                        self._all_serve_expected())
+            self._operator = Operator(self._release_cli("revoke", str(e.version)), h,
+                                      e.version)
 
-    def _publish(self) -> int:
+    def _ready(self, e: Event) -> bool:
+        """Whether ``e`` can fire now. The operator runs one command at a time. A publish needs
+        a vehicle that has checkpointed a final round (the chain can be a poll ahead of every
+        vehicle); a revoke withdraws a release that has reached every running vehicle."""
+        if e.action not in ("publish", "revoke"):
+            return True
+        if self._operator is not None:
+            return False
+        if e.action == "publish":
+            return self._checkpoint() is not None
+        return e.version in self._rolled_out
+
+    def _checkpoint(self) -> Path | None:
+        """A running vehicle's learner checkpoint: its model of its last final round."""
+        for v in self.fleet.vehicles:
+            path = v.state / "learner.ckpt"
+            if v.index not in self._killed and path.is_file():
+                return path
+        return None
+
+    def _publish(self, h: Happening) -> None:
         """The operator releases the fleet's newest final model: a running vehicle's learner
-        checkpoint (its last final round), exported, put on the mirror and named on chain."""
-        v = next(v for v in self.fleet.vehicles if v.index not in self._killed)
+        checkpoint, exported, put on the mirror and named on chain."""
+        source = self._checkpoint()
+        assert source is not None, "fired only when ready"
         n = len(self._releases) + 1
         ckpt = self.root / f"release-{n}.ckpt"
-        shutil.copyfile(v.state / "learner.ckpt", ckpt)
+        shutil.copyfile(source, ckpt)
         round_ = int(torch.load(ckpt, weights_only=True)["round"])
         name = f"r{n}.onnx"
-        got = self._release_cli("publish", "--round", str(round_), "--checkpoint", str(ckpt),
-                                "--out", str(self.mirror.folder / name),
-                                "--uri", f"{self.mirror.url}/{name}")
-        version = int(got["version"])
-        self._releases[version] = hashlib.sha256(
-            (self.mirror.folder / name).read_bytes()).hexdigest()
-        return version
+        self._operator = Operator(self._release_cli(
+            "publish", "--round", str(round_), "--checkpoint", str(ckpt),
+            "--out", str(self.mirror.folder / name), "--uri", f"{self.mirror.url}/{name}"), h)
 
-    def _release_cli(self, *argv: str) -> dict[str, Any]:
-        """``swarmdrive release ...`` as the operator runs it; its JSON line."""
-        out = subprocess.run(
-            [sys.executable, "-m", "agent", "release", *argv, "--rpc", self.fleet.rpc_url,
-             "--contract", self.fleet.contract, "--keystore", str(self.fleet.operator_key)],
-            capture_output=True, text=True, timeout=RELEASE_CLI_S)
-        if out.returncode != 0:
-            raise FleetError(f"swarmdrive release {argv[0]} failed: "
-                             f"{out.stderr.strip().splitlines()[-1:]}")
-        return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    def _release_cli(self, *argv: str) -> subprocess.Popen[str]:
+        """``swarmdrive release ...`` as the operator runs it, in the background: its export
+        and transaction take seconds, and the director keeps watching meanwhile."""
+        log = self.root / "operator.log"
+        with open(log, "a") as err:
+            return subprocess.Popen(
+                [sys.executable, "-m", "agent", "release", *argv, "--rpc", self.fleet.rpc_url,
+                 "--contract", self.fleet.contract, "--keystore", str(self.fleet.operator_key)],
+                stdout=subprocess.PIPE, stderr=err, text=True)
+
+    def _check_operator(self) -> None:
+        """The operator's command, once it is done: the release it published or revoked, and
+        the rollout to watch."""
+        op = self._operator
+        if op is None or op.proc.poll() is None:
+            if op is not None and time.monotonic() - op.started > RELEASE_CLI_S:
+                op.proc.kill()
+                raise FleetError(f"{op.happening.what}: the release command took over "
+                                 f"{RELEASE_CLI_S:.0f} s")
+            return
+        self._operator = None
+        out = op.proc.stdout.read() if op.proc.stdout else ""
+        if op.proc.returncode != 0:
+            raise FleetError(f"{op.happening.what}: swarmdrive release failed (exit "
+                             f"{op.proc.returncode}; see {self.root / 'operator.log'})")
+        got = json.loads(out.strip().splitlines()[-1])
+        if op.revoked is None:
+            version = int(got["version"])
+            self._releases[version] = str(got["onnx_sha256"]).removeprefix("0x")
+            op.happening.what = f"publish release {version}"
+            self._watch(op.happening, f"every running vehicle served release {version}",
+                        self._all_serve_expected(then=version))
+        else:
+            self._revoked.add(op.revoked)
+            self._watch(op.happening, f"every running vehicle served "
+                        f"{self._expected_words()}", self._all_serve_expected())
 
     def _bring_back(self) -> None:
         now = time.monotonic()
@@ -341,9 +393,18 @@ class Director:
                        and float(m.get("ts", 0)) >= since for t, m in list(self.watch.log))
         return done
 
-    def _all_serve_expected(self) -> Callable[[], bool]:
+    def _all_serve_expected(self, then: int | None = None) -> Callable[[], bool]:
+        """Every running vehicle serves what the releases name now; ``then``: a release that
+        counts as rolled out once they do."""
         want = self._expected()
-        return lambda: all(h == want for h in self._serving().values())
+
+        def done() -> bool:
+            if not all(h == want for h in self._serving().values()):
+                return False
+            if then is not None:
+                self._rolled_out.add(then)
+            return True
+        return done
 
     def _a_round_from_now(self) -> Callable[[], bool]:
         now = len(self.finals)

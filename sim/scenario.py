@@ -20,7 +20,8 @@ Actions: ``kill`` and ``restart`` (vehicle), ``broker_down`` and ``rpc_down`` (s
 ``swarmdrive byzantine``, sending ``sign_flip`` or ``noise`` instead of its delta), and, for a
 fleet that serves the operator's releases (``[fleet] ota = "release"``), ``publish`` (the
 operator releases the fleet's newest final model with ``swarmdrive release publish``) and
-``revoke`` (version: ``swarmdrive release revoke``).
+``revoke`` (version: ``swarmdrive release revoke``, once the release has reached every running
+vehicle). The operator's commands run one at a time; an event waits for the one before.
 """
 
 from __future__ import annotations
