@@ -452,9 +452,9 @@ def test_a_chain_that_stops_advancing_raises_chain_frozen(fleet):
     try:
         fleet.wait_alarm("chain_frozen", "no new block since", since=t0)
     finally:
+        back = time.time()  # before the block: a vehicle may clear the alarm before rpc returns
         fleet.rpc("evm_setAutomine", True)
         fleet.rpc("evm_mine")  # blocks again, the transactions that waited included
-    back = time.time()
     fleet.wait_alarm("chain_frozen", "no new block since", since=back, active=False)
     fleet.assert_still_good()
 
