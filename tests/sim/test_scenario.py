@@ -94,13 +94,19 @@ def test_running_needs_an_out_folder():
     assert got.returncode == 2 and "--out DIR" in got.stderr and "Traceback" not in got.stderr
 
 
-@pytest.mark.slow
-def test_the_smoke_scenario_recovers_from_every_event_and_reports_it(tmp_path):
-    out = tmp_path / "run"
-    got = subprocess.run([sys.executable, "-m", "agent", "scenario", "scenarios/smoke.toml",
+def run_scenario(name: str, out: Path) -> subprocess.CompletedProcess[str]:
+    """``swarmdrive scenario scenarios/NAME.toml --out OUT``, which must succeed."""
+    got = subprocess.run([sys.executable, "-m", "agent", "scenario", f"scenarios/{name}.toml",
                           "--out", str(out)], capture_output=True, text=True, timeout=900,
                          cwd=Path(__file__).parents[2])
     assert got.returncode == 0, got.stderr[-3000:]
+    return got
+
+
+@pytest.mark.slow
+def test_the_smoke_scenario_recovers_from_every_event_and_reports_it(tmp_path):
+    out = tmp_path / "run"
+    got = run_scenario("smoke", out)
     summary = json.loads(got.stdout.strip().splitlines()[-1])
     result = json.loads((out / "result.json").read_text())
     assert summary["all_serve_expected"] and result["final"]["all_serve_expected"]
@@ -137,10 +143,7 @@ def test_the_smoke_scenario_recovers_from_every_event_and_reports_it(tmp_path):
 @pytest.mark.slow
 def test_vehicles_follow_the_operators_releases_as_a_scenario_publishes_and_revokes(tmp_path):
     out = tmp_path / "run"
-    got = subprocess.run([sys.executable, "-m", "agent", "scenario", "scenarios/ota.toml",
-                          "--out", str(out)], capture_output=True, text=True, timeout=900,
-                         cwd=Path(__file__).parents[2])
-    assert got.returncode == 0, got.stderr[-3000:]
+    run_scenario("ota", out)
     result = json.loads((out / "result.json").read_text())
     assert [e["what"] for e in result["events"]] == [
         "publish release 1", "publish release 2", "revoke release 2"]
