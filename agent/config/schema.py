@@ -68,6 +68,10 @@ class Training(Section):
     # A round slower than its local steps: keep training up to this many rounds' worth of
     # steps ahead; the next delta carries them all.
     rounds_ahead: Annotated[float, Field(ge=1, le=4)] = 2.0
+    # The delta each round sends (docs/spec/delta-v2.md): the share of coordinates, and bits
+    # per value. Payloads describe themselves, so vehicles of one fleet may differ.
+    codec_density: Annotated[float, Field(gt=0, le=1)] = 0.1
+    codec_bits: Literal[4, 8, 32] = 8
     last_round: Annotated[int, Field(ge=0)] | None = None  # stop after it (simulated fleets)
 
 

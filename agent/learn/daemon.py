@@ -132,7 +132,7 @@ class LearnDaemon:
             self.buffer, t.min_samples, t.cpu_share,
             TrainConfig(steps=t.schedule_rounds * t.local_steps, batch_size=t.batch_size,
                         lr=t.lr),
-            CodecConfig(density=0.1, bits=8), t.schedule_rounds * t.local_steps,
+            CodecConfig(t.codec_density, t.codec_bits), t.schedule_rounds * t.local_steps,
             sampler_seed=int(identity.address, 16) % 2**63)
         vcfg = DriverConfig(local_steps=t.local_steps, checkpoint=state / "learner.ckpt",
                             train_ahead=t.train_ahead,
