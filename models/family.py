@@ -16,9 +16,10 @@ import torch
 
 from models import detect_eval, detect_train, evaluate, train
 from models.classes import CLASSES
-from models.data import CropSet
-from models.detect_data import FrameSet
+from models.data import CropSet, crops_from_frames
+from models.detect_data import FrameSet, frames_to_set
 from models.detector import DetConfig, FrameNet
+from models.frame import Frame
 from models.net import CropNet, NetConfig
 from models.train import TrainConfig
 
@@ -35,9 +36,22 @@ class ModelFamily(Protocol):
     def metric(self) -> str:
         """What ``score`` returns: "accuracy" or "map50"."""
 
+    @property
+    def task(self) -> str:
+        """What its ONNX export says it does (``models.runtime``): "classify" or "detect"."""
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(height, width) of the images it trains on: crops or whole frames."""
+
     def new_model(self) -> Net: ...
 
     def empty(self) -> Data: ...
+
+    def of_frames(self, frames: list[Frame]) -> Data:
+        """What it trains on from labelled frames (unlabelled ones give nothing)."""
+
+    def concat(self, parts: list[Data]) -> Data: ...
 
     def prepare(self, data: Data) -> object: ...
 
@@ -55,6 +69,11 @@ class Classifier:
     config: NetConfig = field(default_factory=NetConfig)
     name: str = "classifier"
     metric: str = "accuracy"
+    task: str = "classify"
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return self.config.input_size, self.config.input_size
 
     def new_model(self) -> CropNet:
         return CropNet(self.config)
@@ -62,6 +81,15 @@ class Classifier:
     def empty(self) -> CropSet:
         s = self.config.input_size
         return CropSet(np.zeros((0, s, s, 3), np.uint8), np.zeros((0,), np.int64))
+
+    def of_frames(self, frames: list[Frame]) -> CropSet:
+        """Each labelled box as a crop."""
+        return crops_from_frames(frames, self.config.input_size)
+
+    def concat(self, parts: list[Data]) -> CropSet:
+        assert all(isinstance(p, CropSet) for p in parts), "the classifier trains on crops"
+        crops = [p for p in parts if isinstance(p, CropSet)]
+        return CropSet.concat(crops) if crops else self.empty()
 
     def prepare(self, data: Data) -> tuple[np.ndarray, torch.Tensor]:
         assert isinstance(data, CropSet), "the classifier trains on crops"
@@ -86,6 +114,11 @@ class Detector:
     config: DetConfig = field(default_factory=DetConfig)
     name: str = "detector"
     metric: str = "map50"
+    task: str = "detect"
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return self.config.height, self.config.width
 
     def new_model(self) -> FrameNet:
         return FrameNet(self.config)
@@ -93,6 +126,17 @@ class Detector:
     def empty(self) -> FrameSet:
         c = self.config
         return FrameSet(np.zeros((0, c.height, c.width, 3), np.uint8), (), (), (), ())
+
+    def of_frames(self, frames: list[Frame]) -> FrameSet:
+        """Whole frames at the network's size, with their boxes. A frame with no box at all
+        is taken for unlabelled (a live camera's), not for an empty road: it is left out."""
+        labelled = [f for f in frames if len(f.labels) or len(f.ignored)]
+        return frames_to_set(labelled, self.config.width, self.config.height)
+
+    def concat(self, parts: list[Data]) -> FrameSet:
+        assert all(isinstance(p, FrameSet) for p in parts), "the detector trains on frames"
+        frames = [p for p in parts if isinstance(p, FrameSet)]
+        return FrameSet.concat(frames) if frames else self.empty()
 
     def prepare(self, data: Data) -> FrameSet:
         assert isinstance(data, FrameSet), "the detector trains on frames"

@@ -198,9 +198,11 @@ class OnnxDetector(OnnxModel):
         return decode(heat[0], box[0], self.info.stride, (w, h), size, min_score=min_score)
 
 
-def open_model(path: Path, threads: int = 1) -> OnnxClassifier | OnnxDetector:
-    """Whichever kind of model ``path`` holds, as its metadata's ``task`` says."""
+def open_model(path: Path, threads: int = 1,
+               sha256: str | None = None) -> OnnxClassifier | OnnxDetector:
+    """Whichever kind of model ``path`` holds, as its metadata's ``task`` says; with
+    ``sha256``, only if its bytes have that hash."""
     path = Path(path)
     loaded = load_file(path)
     kind = OnnxDetector if read_info(loaded[1], path).task == "detect" else OnnxClassifier
-    return kind(path, threads, loaded=loaded)
+    return kind(path, threads, sha256=sha256, loaded=loaded)

@@ -94,6 +94,16 @@ class FleetData:
     test: Data
 
 
+def fleet_test_data(cfg: FleetConfig) -> Data:
+    """The fleet-wide test set: crops, or frames for the detector."""
+    fam = cfg.family
+    if isinstance(fam, Detector):
+        return fleet_test_frames(cfg.seed, cfg.test_frames_per_domain, fam.config.width,
+                                 fam.config.height)
+    assert isinstance(fam, Classifier)
+    return fleet_test_set(cfg.seed, cfg.test_frames_per_domain, fam.config.input_size)
+
+
 def make_fleet_data(cfg: FleetConfig) -> FleetData:
     """Each vehicle's own labelled data (crops, or frames for the detector) and the test set."""
     profiles = fleet_profiles(cfg.vehicles)
@@ -103,14 +113,11 @@ def make_fleet_data(cfg: FleetConfig) -> FleetData:
         size = (fam.config.width, fam.config.height)
         train: list[Data] = [vehicle_frames(p, s, cfg.frames_per_weather, size)
                              for p, s in zip(profiles, seeds, strict=True)]
-        test: Data = fleet_test_frames(cfg.seed, cfg.test_frames_per_domain, *size)
     else:
         assert isinstance(fam, Classifier)
-        side = fam.config.input_size
-        train = [vehicle_data(p, s, cfg.frames_per_weather, side)
+        train = [vehicle_data(p, s, cfg.frames_per_weather, fam.config.input_size)
                  for p, s in zip(profiles, seeds, strict=True)]
-        test = fleet_test_set(cfg.seed, cfg.test_frames_per_domain, side)
-    return FleetData(profiles, train, test)
+    return FleetData(profiles, train, fleet_test_data(cfg))
 
 
 def run_swarm(cfg: FleetConfig, data: FleetData,

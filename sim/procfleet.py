@@ -28,11 +28,8 @@ from agent.serve.client import ServeClient
 from chain.keys import load_key, new_key_file
 from chain.launch import Anvil, free_port, fund
 from chain.ledger import ChainParams, RoundFinal, Web3Ledger, deploy
-from models.classes import CLASSES
-from models.data import CropSet
-from models.evaluate import evaluate
+from models.family import FAMILIES, Data, Net
 from models.layout import ModelLayout, flat_hash
-from models.net import CropNet, NetConfig
 from sim.fleet import FleetConfig
 from sim.mosquitto import Mosquitto
 from sim.profiles import fleet_profiles
@@ -76,21 +73,23 @@ class ProcessFleet:
     telemetry: str = ""
     ota: str = 'policy = "swarm"'
     camera_fps: float = 5.0  # frames each simulated camera keeps per second
+    model: str = "classifier"  # training.model: what the fleet learns (its genesis)
 
     @classmethod
     def create(cls, root: Path, rpc_url: str, n: int, params: ChainParams, seed: int = 0,
                training: str = "", telemetry: str = "", ota: str = 'policy = "swarm"',
-               camera_fps: float = 5.0) -> ProcessFleet:
+               camera_fps: float = 5.0, model: str = "classifier") -> ProcessFleet:
         """Deploy, register ``n`` vehicles and write their configs under ``root``. Each
         vehicle's source is the simulator's camera in its profile's town and weathers;
         ``training``, ``telemetry`` and ``ota`` are TOML lines for those sections (by default
-        each vehicle serves the swarm's latest final round)."""
+        each vehicle serves the swarm's latest final round); ``model`` is what they learn."""
         w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
         operator = new_key_file(root / "operator.key")
         fund(w3, operator.address)
-        contract = deploy(w3, operator, bytes.fromhex(factory_hash()), params)
+        contract = deploy(w3, operator, bytes.fromhex(factory_hash(FAMILIES[model])), params)
         fleet = cls(root, rpc_url, contract, [], root / "operator.key", seed=seed,
-                    training=training, telemetry=telemetry, ota=ota, camera_fps=camera_fps)
+                    training=training, telemetry=telemetry, ota=ota, camera_fps=camera_fps,
+                    model=model)
         for _ in range(n):
             fleet.add_vehicle(write_config=False)
         for v in fleet.vehicles:
@@ -126,7 +125,7 @@ class ProcessFleet:
         v.config.write_text(
             f'log_level = "info"\n\n[vehicle]\nkey_file = "vehicle.key"\n'
             f'state_dir = "state"\n\n{sources}'
-            f"[training]\n{self.training}\n\n"
+            f'[training]\nmodel = "{self.model}"\n{self.training}\n\n'
             f'[p2p]\nlisten = "/ip4/127.0.0.1/tcp/{v.port}"\n'
             f"bootstrap = [{', '.join(bootstrap)}]\n\n"
             f'[chain]\nrpc_url = "{self.rpc_url}"\ncontract = "{self.contract}"\n\n'
@@ -241,11 +240,13 @@ class ProcessFleet:
                 out[v.index] = str(c.info()["model"]["hash"])
         return out
 
-    def evaluate(self, test: CropSet, served: dict[int, str]
-                 ) -> tuple[dict[str, dict[str, object]], CropNet]:
-        """Each vehicle's final model (its checkpoint) on ``test``; and one of them."""
+    def evaluate(self, test: Data, served: dict[int, str]
+                 ) -> tuple[dict[str, dict[str, object]], Net]:
+        """Each vehicle's final model (its checkpoint) on ``test`` (``accuracy``: the family's
+        metric); and one of them."""
         out: dict[str, dict[str, object]] = {}
-        net = CropNet(NetConfig())
+        family = FAMILIES[self.model]
+        net = family.new_model()
         layout = ModelLayout.of(net.state_dict())
         for v, profile in zip(self.vehicles, fleet_profiles(len(self.vehicles)), strict=True):
             blob = torch.load(v.state / "learner.ckpt", weights_only=True)
@@ -253,7 +254,7 @@ class ProcessFleet:
             net.load_state_dict(layout.unflatten(model))
             out[v.address] = {"index": v.index, "peer_id": v.peer_id, "profile": profile.name,
                               "round": int(blob["round"]),
-                              "accuracy": evaluate(net, test, CLASSES).accuracy,
+                              "accuracy": family.score(net, test),
                               "model_hash": flat_hash(layout, model),
                               "served_model_hash": served.get(v.index)}
         return out, net
@@ -288,11 +289,11 @@ class ProcessResult:
     round_reports: list[dict[str, object]]  # every vehicle's round messages (with timings)
     contract: str
     seconds: float
-    model: CropNet  # the chain's final model
+    model: Net  # the chain's final model
     memory: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)  # at the end
 
 
-def run_process_fleet(cfg: FleetConfig, test: CropSet, root: Path, params: ChainParams,
+def run_process_fleet(cfg: FleetConfig, test: Data, root: Path, params: ChainParams,
                       progress: Callable[[RoundFinal], None] | None = None,
                       timeout_s: float = 3600.0, cpu_share: float = 1.0,
                       train_ahead: bool = True, camera_fps: float = 5.0) -> ProcessResult:
@@ -308,7 +309,7 @@ def run_process_fleet(cfg: FleetConfig, test: CropSet, root: Path, params: Chain
                      "interval_s = 5.0")
         fleet = ProcessFleet.create(root, chain.url, cfg.vehicles, params, cfg.seed,
                                     training=training, telemetry=telemetry,
-                                    camera_fps=camera_fps)
+                                    camera_fps=camera_fps, model=cfg.model)
         with TelemetryWatch("127.0.0.1", broker.port) as watch:
             try:
                 for i in range(cfg.vehicles):

@@ -59,8 +59,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                rpc, key, params)
     a.add_argument("--genesis", metavar="factory|HEX|FILE",
                    help="the model round 0 starts from: 'factory' (the model 'swarmdrive learn' "
-                        "ships with), its hash (32 bytes hex), or a checkpoint from "
-                        "'swarmdrive train' (.pt)")
+                        "ships with for the default training.model; 'factory:detector' or "
+                        "'factory:classifier' to name it), its hash (32 bytes hex), or a "
+                        "checkpoint from 'swarmdrive train' (.pt)")
     a.set_defaults(run=deploy)
     a = action("params", "set the fleet's round parameters (checked against the registered "
                "vehicles)", rpc, contract, key, params)
@@ -239,10 +240,18 @@ def _params(args: argparse.Namespace) -> ChainParams:
 def _genesis(text: str | None) -> bytes:
     value: str = need(text, "--genesis factory|HEX|FILE", "deploy",
                       "the model every vehicle starts from: its hash, or a checkpoint")
-    if value == "factory":
-        from agent.learn.daemon import factory_hash
+    kind, _, model = value.partition(":")
+    if kind == "factory":
+        from agent.config.schema import Training
 
-        return bytes.fromhex(factory_hash())
+        model = model or Training().model
+        if model not in ("detector", "classifier"):
+            raise UsageError(f"--genesis {value}: the factory model is 'factory:detector' or "
+                             "'factory:classifier'")
+        from agent.learn.daemon import factory_hash
+        from models.family import FAMILIES
+
+        return bytes.fromhex(factory_hash(FAMILIES[model]))
     if value.endswith(".pt") and not Path(value).is_file():
         raise UsageError(f"--genesis {value}: no such checkpoint file")
     if not Path(value).is_file():

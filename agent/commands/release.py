@@ -131,8 +131,8 @@ def _checkpoint_net(path: Path) -> tuple[CropNet | FrameNet, tuple[str, ...]]:
     from models.checkpoint import load_checkpoint
     from models.classes import CLASSES
     from models.errors import CheckpointError
+    from models.family import FAMILIES
     from models.layout import ModelLayout
-    from models.net import CropNet, NetConfig
 
     try:
         model, ckpt = load_checkpoint(path)
@@ -141,11 +141,15 @@ def _checkpoint_net(path: Path) -> tuple[CropNet | FrameNet, tuple[str, ...]]:
         first = e
     try:  # a vehicle's learner checkpoint: the flat weights of its last final round
         flat = torch.load(path, map_location="cpu", weights_only=True)["model"].numpy()
-        net = CropNet(NetConfig())
-        net.load_state_dict(ModelLayout.of(net.state_dict()).unflatten(flat))
+        for family in FAMILIES.values():  # whichever the fleet learns: their sizes differ
+            net = family.new_model()
+            layout = ModelLayout.of(net.state_dict())
+            if layout.size == flat.size:
+                net.load_state_dict(layout.unflatten(flat))
+                return net.eval(), tuple(CLASSES)
     except Exception:  # torch.load and load_state_dict raise many types on foreign files
-        raise first from None
-    return net.eval(), tuple(CLASSES)
+        pass
+    raise first
 
 
 def publish(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
@@ -50,16 +51,37 @@ class Source(Section):
     fps: PositiveFloat = 1.0  # a camera's frames kept per second at most (it gives far more)
 
 
+@dataclass(frozen=True)
+class FamilyDefaults:
+    """What a key left out means, by the model a vehicle learns (``training.model``)."""
+
+    batch_size: int  # samples per step
+    lr: float  # the schedule's peak
+    max_samples: int  # kept in the buffer: ~3 kB a crop, ~230 kB a 320x240 frame
+
+
+FAMILY_DEFAULTS = {
+    # 500 frames are 115 MB, held twice in memory while the learner reloads its buffer.
+    "detector": FamilyDefaults(batch_size=16, lr=4e-3, max_samples=500),
+    "classifier": FamilyDefaults(batch_size=64, lr=3e-3, max_samples=20_000),  # ~60 MB of crops
+}
+
+
 class Buffer(Section):
-    max_samples: PositiveInt = 20_000  # labelled crops on disk; oldest out first
+    # Labelled samples on disk (crops, or whole frames for a detector); oldest out first.
+    # Default: 500 frames or 20,000 crops.
+    max_samples: PositiveInt | None = None
     max_age_h: PositiveFloat = 24 * 14
     held_out: Share = 0.1  # kept out of training to measure the vehicle's own accuracy
 
 
 class Training(Section):
+    # What the fleet learns: "detector" (the objects in whole frames, with boxes) or
+    # "classifier" (names for boxes something else found). One fleet, one model: its genesis.
+    model: Literal["detector", "classifier"] = "classifier"
     local_steps: PositiveInt = 30  # per round
-    batch_size: PositiveInt = 64
-    lr: PositiveFloat = 3e-3  # the schedule's peak
+    batch_size: PositiveInt | None = None  # default: 16 frames or 64 crops
+    lr: PositiveFloat | None = None  # the schedule's peak; default: 4e-3 or 3e-3
     schedule_rounds: PositiveInt = 1000  # the learning rate decays to zero over these rounds
     threads: Annotated[int, Field(ge=1, le=64)] = 1
     cpu_share: Annotated[float, Field(gt=0, le=1)] = 0.5  # of wall time spent training, at most
@@ -73,6 +95,12 @@ class Training(Section):
     codec_density: Annotated[float, Field(gt=0, le=1)] = 0.1
     codec_bits: Literal[4, 8, 32] = 8
     last_round: Annotated[int, Field(ge=0)] | None = None  # stop after it (simulated fleets)
+
+    def steps_batch(self) -> int:
+        return self.batch_size or FAMILY_DEFAULTS[self.model].batch_size
+
+    def peak_lr(self) -> float:
+        return self.lr or FAMILY_DEFAULTS[self.model].lr
 
 
 class P2P(Section):
@@ -123,6 +151,8 @@ class Serve(Section):
     threads: Annotated[int, Field(ge=1, le=64)] = 1  # ONNX Runtime intra-op threads
     max_clients: Annotated[int, Field(ge=1, le=1024)] = 16
     socket_mode: Annotated[int, Field(ge=0, le=0o777)] = 0o660  # who may ask: owner and group
+    # A detector's answers: objects scoring under this are left out.
+    min_score: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.3
 
 
 class Ota(Section):
@@ -161,6 +191,10 @@ class VehicleConfig(Section):
     ota: Ota = Ota()
     telemetry: Telemetry | None = None  # no [telemetry]: none sent
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def buffer_samples(self) -> int:
+        """The buffer's limit: ``buffer.max_samples``, or the default for what it keeps."""
+        return self.buffer.max_samples or FAMILY_DEFAULTS[self.training.model].max_samples
 
     @field_validator("sources")
     @classmethod

@@ -1,10 +1,11 @@
-"""The vehicle's bounded, on-disk buffer of labelled crops.
+"""The vehicle's bounded, on-disk buffer of labelled samples: crops for the classifier, whole
+frames with their boxes for the detector (``ModelFamily.of_frames`` makes them).
 
 One small ``.npz`` chunk per frame under ``STATE/buffer/``, named by the time it was taken in,
 written atomically: a crash loses at most the frame being written. Oldest chunks go first when
-the buffer is over ``max_samples`` or a chunk is older than ``max_age_s``. A fixed share of
-frames (by a hash of where the frame came from, so a restart keeps the split) is held out of
-training to measure the vehicle's own accuracy. Frames never leave the vehicle.
+the buffer is over ``max_samples`` (crops or frames) or a chunk is older than ``max_age_s``. A
+fixed share of frames (by a hash of where the frame came from, so a restart keeps the split) is
+held out of training to measure the vehicle's own accuracy. Frames never leave the vehicle.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import numpy as np
 
 from models.atomic import atomic_write_bytes
 from models.data import CropSet
+from models.detect_data import FrameSet
+from models.family import Data, ModelFamily
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +39,54 @@ class Chunk:
     held_out: bool
 
 
+def to_arrays(data: Data) -> dict[str, np.ndarray]:
+    """A chunk's arrays: crops and labels, or frames with their boxes laid end to end."""
+    if isinstance(data, CropSet):
+        return {"images": data.images, "labels": data.labels.astype(np.int64)}
+    return {"images": data.images,
+            "boxes": np.concatenate([*data.boxes, np.zeros((0, 4), np.float32)]),
+            "labels": np.concatenate([*data.labels, np.zeros((0,), np.int64)]),
+            "ignored": np.concatenate([*data.ignored, np.zeros((0, 4), np.float32)]),
+            "n_boxes": np.array([len(b) for b in data.boxes], np.int64),
+            "n_ignored": np.array([len(b) for b in data.ignored], np.int64),
+            "origins": np.array(data.origins, dtype=np.str_)}
+
+
+def from_arrays(z: dict[str, np.ndarray], family: ModelFamily, samples: int) -> Data:
+    """The samples of a chunk's arrays; ``ValueError`` if they are not what ``family`` keeps."""
+    x = z["images"]
+    if x.shape != (samples, *family.image_shape, 3):
+        raise ValueError(f"images of shape {x.shape}, expected "
+                         f"{(samples, *family.image_shape, 3)}")
+    labels = z["labels"].astype(np.int64)
+    if isinstance(family.empty(), CropSet):
+        if labels.shape != (samples,):
+            raise ValueError(f"labels of shape {labels.shape}, expected ({samples},)")
+        return CropSet(x.astype(np.uint8), labels)
+    n_boxes, n_ignored = z["n_boxes"], z["n_ignored"]
+    boxes, ignored, origins = z["boxes"], z["ignored"], z["origins"]
+    if (n_boxes.shape != (samples,) or n_ignored.shape != (samples,)
+            or origins.shape != (samples,) or labels.shape != (int(n_boxes.sum()),)
+            or boxes.shape != (len(labels), 4) or ignored.shape != (int(n_ignored.sum()), 4)):
+        raise ValueError("box arrays do not match their counts")
+    cut_b, cut_i = np.cumsum(n_boxes)[:-1], np.cumsum(n_ignored)[:-1]
+    return FrameSet(x.astype(np.uint8), tuple(np.split(boxes.astype(np.float32), cut_b)),
+                    tuple(np.split(labels, cut_b)),
+                    tuple(np.split(ignored.astype(np.float32), cut_i)),
+                    tuple(str(o) for o in origins))
+
+
 class SampleBuffer:
-    def __init__(self, root: Path, crop_size: int, max_samples: int, max_age_s: float,
+    def __init__(self, root: Path, family: ModelFamily, max_samples: int, max_age_s: float,
                  held_out: float) -> None:
-        self.root, self.size = root, crop_size
+        self.root, self.family = root, family
         self.max_samples, self.max_age_s, self.held_out_share = max_samples, max_age_s, held_out
         self.corrupt = 0
         self.version = 0  # bumped on every change: the learner reloads when it moves
         self._lock = threading.Lock()  # intake adds while the training thread loads
         # Chunks read so far: a reload reads only the chunks added since (each round's load
-        # used to read every file again). Costs one more copy of the crops in memory.
-        self._read: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
+        # used to read every file again). Costs one more copy of the samples in memory.
+        self._read: dict[Path, Data] = {}
         root.mkdir(parents=True, exist_ok=True)
         self.chunks: list[Chunk] = sorted(self._scan(), key=lambda c: c.t_ns)
         self.evict()
@@ -75,23 +115,23 @@ class SampleBuffer:
         h = int.from_bytes(hashlib.sha256(origin.encode()).digest()[:8], "big")
         return h / 2**64 < self.held_out_share
 
-    def add(self, crops: CropSet, origin: str, now_ns: int | None = None) -> Chunk | None:
-        """Keep one frame's labelled crops; None if it had none."""
-        if len(crops) == 0:
+    def add(self, samples: Data, origin: str, now_ns: int | None = None) -> Chunk | None:
+        """Keep one frame's samples; None if it gave none."""
+        if len(samples) == 0:
             return None
-        if crops.images.shape[1:] != (self.size, self.size, 3):
-            raise ValueError(f"crops of shape {crops.images.shape[1:]}, expected "
-                             f"{(self.size, self.size, 3)}")
+        if samples.images.shape[1:] != (*self.family.image_shape, 3):
+            raise ValueError(f"samples of shape {samples.images.shape[1:]}, expected "
+                             f"{(*self.family.image_shape, 3)}")
         t = time.time_ns() if now_ns is None else now_ns
         if self.chunks and t <= self.chunks[-1].t_ns:
             t = self.chunks[-1].t_ns + 1  # names stay in order even if the clock steps back
         held = self.is_held_out(origin)
         tag = hashlib.sha256(origin.encode()).hexdigest()[:16]
-        path = self.root / f"{t:020d}-{tag}-{len(crops)}-{'h' if held else 't'}.npz"
+        path = self.root / f"{t:020d}-{tag}-{len(samples)}-{'h' if held else 't'}.npz"
         buf = io.BytesIO()
-        np.savez(buf, images=crops.images, labels=crops.labels.astype(np.int64))
+        np.savez(buf, **to_arrays(samples))  # type: ignore[arg-type]
         atomic_write_bytes(path, buf.getvalue(), mode=0o600)
-        chunk = Chunk(path, t, len(crops), held)
+        chunk = Chunk(path, t, len(samples), held)
         with self._lock:
             self.chunks.append(chunk)
             self.version += 1
@@ -113,37 +153,32 @@ class SampleBuffer:
             self.version += dropped > 0
         return dropped
 
-    def load(self, held_out: bool) -> CropSet:
-        """Every crop of one split, oldest first; unreadable chunks are dropped and counted."""
+    def load(self, held_out: bool) -> Data:
+        """Every sample of one split, oldest first; unreadable chunks are dropped and counted."""
         with self._lock:
             chunks = [c for c in self.chunks if c.held_out == held_out]
             live = {c.path for c in self.chunks}
             self._read = {p: xy for p, xy in self._read.items() if p in live}
             known = dict(self._read)
-        images, labels, fresh = [], [], {}
+        parts, fresh = [], {}
         for c in chunks:
-            xy = known.get(c.path)
-            if xy is None:
-                if (xy := self._read_chunk(c)) is None:
+            data = known.get(c.path)
+            if data is None:
+                if (data := self._read_chunk(c)) is None:
                     continue
-                fresh[c.path] = xy
-            images.append(xy[0])
-            labels.append(xy[1])
+                fresh[c.path] = data
+            parts.append(data)
         with self._lock:  # remember what was read, unless it was evicted meanwhile
             live = {c.path for c in self.chunks}
-            self._read.update((p, xy) for p, xy in fresh.items() if p in live)
-        if not images:
-            return CropSet(np.zeros((0, self.size, self.size, 3), np.uint8),
-                           np.zeros((0,), np.int64))
-        return CropSet(np.concatenate(images), np.concatenate(labels))
+            self._read.update((p, d) for p, d in fresh.items() if p in live)
+        return self.family.concat(parts)
 
-    def _read_chunk(self, c: Chunk) -> tuple[np.ndarray, np.ndarray] | None:
-        """One chunk's crops and labels; None (and the chunk dropped) if it is corrupt."""
+    def _read_chunk(self, c: Chunk) -> Data | None:
+        """One chunk's samples; None (and the chunk dropped) if it is corrupt, or holds
+        another family's samples (a vehicle moved from crops to frames)."""
         try:
             with np.load(c.path, allow_pickle=False) as z:
-                x, y = z["images"], z["labels"]
-            if x.shape != (c.samples, self.size, self.size, 3) or y.shape != (c.samples,):
-                raise ValueError(f"shapes {x.shape} and {y.shape}")
+                data = from_arrays(dict(z), self.family, c.samples)
         except (OSError, ValueError, KeyError) as e:
             self.corrupt += 1
             log.warning("buffer_chunk_corrupt path=%s error=%s", c.path.name, e)
@@ -153,4 +188,4 @@ class SampleBuffer:
                     self.version += 1
             c.path.unlink(missing_ok=True)
             return None
-        return x.astype(np.uint8), y.astype(np.int64)
+        return data

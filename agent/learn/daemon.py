@@ -27,7 +27,7 @@ from agent.learn.intake import CameraFeed, FolderWatch, keep, open_feed, poll_fo
 from agent.learn.publish import Published, publish
 from agent.learn.reporting import Reporter
 from agent.notify import Notifier
-from agent.ota.checks import SMOKE_CROPS
+from agent.ota.checks import SMOKE_SAMPLES
 from agent.ota.updater import Updater
 from agent.p2p.announce import Fleet
 from agent.p2p.identity import Identity
@@ -41,17 +41,16 @@ from agent.telemetry import Telemetry
 from chain.ledger import Web3Ledger
 from models.classes import CLASSES
 from models.codec import CodecConfig
-from models.data import CropSet
 from models.errors import ExportError
+from models.family import FAMILIES, ModelFamily
 from models.layout import ModelLayout, flat_hash
-from models.net import CropNet, NetConfig
 from models.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
 FOLDER_POLL_S = 1.0
 JOIN_WAIT_S = 30.0  # READY without a peer after this long: a lone vehicle still learns
-FACTORY_SEED = 0  # the model every vehicle ships with: CropNet initialised from this seed
+FACTORY_SEED = 0  # the model every vehicle ships with: initialised from this seed
 
 
 def software_version() -> str:
@@ -61,10 +60,11 @@ def software_version() -> str:
         return "unknown"
 
 
-def factory_hash() -> str:
-    """The hash of the model every vehicle ships with: the fleet contract's genesis."""
+def factory_hash(family: ModelFamily) -> str:
+    """The hash of the ``family`` model every vehicle ships with: the fleet contract's
+    genesis, so a fleet's vehicles all learn one family."""
     torch.manual_seed(FACTORY_SEED)  # as Learner(seed=FACTORY_SEED) initialises its model
-    state = CropNet(NetConfig()).state_dict()
+    state = family.new_model().state_dict()
     layout = ModelLayout.of(state)
     return flat_hash(layout, layout.flatten(state))
 
@@ -75,9 +75,9 @@ class BufferedLearner(Learner):
     def __init__(self, buffer: SampleBuffer, min_samples: int, cpu_share: float,
                  train_cfg: TrainConfig, codec: CodecConfig, total_steps: int,
                  sampler_seed: int) -> None:
-        s = NetConfig().input_size
-        empty = CropSet(np.zeros((0, s, s, 3), np.uint8), np.zeros((0,), np.int64))
-        super().__init__(empty, train_cfg, codec, total_steps, seed=FACTORY_SEED)
+        family = buffer.family
+        super().__init__(family.empty(), train_cfg, codec, total_steps, seed=FACTORY_SEED,
+                         family=family)
         self.g.manual_seed(sampler_seed)  # same factory model, own batches
         self.buffer, self.min_samples, self.cpu_share = buffer, min_samples, cpu_share
         self._version = -1
@@ -126,12 +126,13 @@ class LearnDaemon:
         self.cfg, self.notifier, self.identity = cfg, notifier, identity
         state = cfg.vehicle.state_dir
         b, t = cfg.buffer, cfg.training
-        self.buffer = SampleBuffer(state / "buffer", NetConfig().input_size, b.max_samples,
+        self.family = FAMILIES[t.model]
+        self.buffer = SampleBuffer(state / "buffer", self.family, cfg.buffer_samples(),
                                    b.max_age_h * 3600, b.held_out)
         self.learner = BufferedLearner(
             self.buffer, t.min_samples, t.cpu_share,
-            TrainConfig(steps=t.schedule_rounds * t.local_steps, batch_size=t.batch_size,
-                        lr=t.lr),
+            TrainConfig(steps=t.schedule_rounds * t.local_steps, batch_size=t.steps_batch(),
+                        lr=t.peak_lr()),
             CodecConfig(t.codec_density, t.codec_bits), t.schedule_rounds * t.local_steps,
             sampler_seed=int(identity.address, 16) % 2**63)
         vcfg = DriverConfig(local_steps=t.local_steps, checkpoint=state / "learner.ckpt",
@@ -158,7 +159,7 @@ class LearnDaemon:
             # Its own lane to the chain: a round's transaction waiting for a block must not hold
             # up the freeze check, nor a release.
             cfg.ota, state, cfg.serve.socket, AsyncLedger(ledger), self.vehicle.node,
-            self._recent_crops, self._serve_factory, self._report_ota)
+            self.family, self._recent_samples, self._serve_factory, self._report_ota)
         self.reporter = Reporter(self, self.telemetry)
         self.ready = trio.Event()
         self._queued: Queued | None = None
@@ -185,8 +186,9 @@ class LearnDaemon:
             if q is None:
                 continue
             held = await trio.to_thread.run_sync(self.buffer.load, True)
-            job = functools.partial(publish, self.cfg.vehicle.state_dir, self.learner.layout,
-                                    q.model, q.model_hash, q.version, q.source, held)
+            job = functools.partial(publish, self.cfg.vehicle.state_dir, self.family,
+                                    self.learner.layout, q.model, q.model_hash, q.version,
+                                    q.source, held)
             try:
                 done: Published = await trio.to_thread.run_sync(  # type: ignore[call-arg]
                     job, abandon_on_cancel=True)
@@ -196,9 +198,9 @@ class LearnDaemon:
                 self.install_error = f"round {q.version}: {e}"
                 continue
             self.published, self.install_error = done, None
-            log.info("installed model=%s round=%d parity=%.1e held_out_accuracy=%s",
-                     q.model_hash[:12], q.version, done.parity,
-                     "-" if done.accuracy is None else f"{done.accuracy:.4f}")
+            log.info("installed model=%s round=%d parity=%.1e held_out_%s=%s",
+                     q.model_hash[:12], q.version, done.parity, self.family.metric,
+                     "-" if done.score is None else f"{done.score:.4f}")
 
     def _install_current_if_needed(self) -> None:
         """At start: serve our current model unless it is already what serve has (following
@@ -212,15 +214,15 @@ class LearnDaemon:
 
     # --- OTA -----------------------------------------------------------------------------------
 
-    def _recent_crops(self) -> np.ndarray:
-        """Up to SMOKE_CROPS of the vehicle's newest crops (held-out ones first); seeded noise
-        before it has any."""
+    def _recent_samples(self) -> np.ndarray:
+        """Up to SMOKE_SAMPLES of the vehicle's newest crops or frames (held-out ones first);
+        seeded noise before it has any."""
         for held_out in (True, False):
             images = self.buffer.load(held_out).images
             if len(images):
-                return images[-SMOKE_CROPS:]
-        s = NetConfig().input_size
-        return np.random.default_rng(0).integers(0, 256, (SMOKE_CROPS, s, s, 3), np.uint8)
+                return images[-SMOKE_SAMPLES:]
+        return np.random.default_rng(0).integers(
+            0, 256, (SMOKE_SAMPLES, *self.family.image_shape, 3), np.uint8)
 
     def _serve_factory(self) -> None:
         factory = self.factory
@@ -285,11 +287,11 @@ class LearnDaemon:
         """SIGHUP: what can change without a restart: the buffer's limits and the log level."""
         self.notifier.reloading()
         b = cfg.buffer
-        self.buffer.max_samples, self.buffer.max_age_s = b.max_samples, b.max_age_h * 3600
+        self.buffer.max_samples, self.buffer.max_age_s = cfg.buffer_samples(), b.max_age_h * 3600
         dropped = self.buffer.evict()
         logging.getLogger().setLevel(cfg.log_level.upper())
-        log.info("reloaded max_samples=%d max_age_h=%s dropped=%d", b.max_samples, b.max_age_h,
-                 dropped)
+        log.info("reloaded max_samples=%d max_age_h=%s dropped=%d", self.buffer.max_samples,
+                 b.max_age_h, dropped)
         self.notifier.ready(self.status_line())
 
     # --- running --------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from agent.camera.source import CorruptImageError
 from agent.camera.yolo import LabelError, label_path_for
 from agent.learn.buffer import SampleBuffer
 from models.atomic import atomic_write_bytes
-from models.data import crops_from_frames
 from models.frame import Frame
 
 log = logging.getLogger(__name__)
@@ -101,10 +100,10 @@ def poll_folder(watch: FolderWatch, buffer: SampleBuffer) -> int:
 
 
 def keep(buffer: SampleBuffer, frame: Frame, origin: str) -> int:
-    """A frame's labelled boxes as crops in the buffer; returns how many."""
-    crops = crops_from_frames([frame], buffer.size)
-    buffer.add(crops, origin)
-    return len(crops)
+    """A labelled frame's samples (its crops, or the frame) in the buffer; returns how many."""
+    samples = buffer.family.of_frames([frame])
+    buffer.add(samples, origin)
+    return len(samples)
 
 
 class CameraFeed:

@@ -109,7 +109,9 @@ class Reporter:
             "model": d.vehicle.model_hash.hex(),
             "serving": ({"hash": active.model_hash, "version": active.version,
                          "source": active.source, "sha256": active.sha256} if active else None),
-            "accuracy": pub.accuracy if pub and active and pub.entry == active else None,
+            **{metric: (pub.score if pub and active and pub.entry == active
+                        and d.family.metric == metric else None)
+               for metric in ("accuracy", "map50")},
             "ota": d.ota.status() if d.ota is not None else None,
             "samples": {"train": train, "held_out": held},
             "peers": d.peers(),

@@ -34,7 +34,7 @@ from agent.swarm.chainview import AsyncLedger
 from chain.ledger import Release
 from models.atomic import atomic_write_bytes
 from models.classes import CLASSES
-from models.net import NetConfig
+from models.family import ModelFamily
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,14 @@ class OtaState:
 
 class Updater:
     def __init__(self, cfg: Ota, state_dir: Path, socket: Path, chain: AsyncLedger, node: Node,
-                 crops: Callable[[], np.ndarray], fallback: Callable[[], None],
+                 family: ModelFamily, samples: Callable[[], np.ndarray],
+                 fallback: Callable[[], None],
                  report: Callable[[dict[str, object]], None]) -> None:
-        """``crops``: the vehicle's recent crops (for the smoke test); ``fallback``: serve the
-        vehicle's own model again (no good release left); ``report``: one telemetry message."""
+        """``family``: what this vehicle learns, which a release must be; ``samples``: its
+        recent crops or frames (for the smoke test); ``fallback``: serve the vehicle's own
+        model again (no good release left); ``report``: one telemetry message."""
         self.cfg, self.state_dir, self.socket = cfg, state_dir, socket
-        self.chain, self.node, self.crops = chain, node, crops
+        self.chain, self.node, self.family, self.samples = chain, node, family, samples
         self.fallback, self.report = fallback, report
         self.dir = state_dir / "ota"
         self.state = OtaState.load(self.dir / STATE_FILE)
@@ -155,12 +157,12 @@ class Updater:
             return
         try:
             model_hash = await self.chain.run(self.chain.ledger.round_model, release.source_round)
-            clf = await trio.to_thread.run_sync(
+            net = await trio.to_thread.run_sync(
                 load_checked, release, data, self.dir / "candidate.onnx", model_hash,
-                tuple(CLASSES), NetConfig().input_size)
+                tuple(CLASSES), self.family.task, self.family.image_shape)
             self._say(v, "verified")
-            crops = await trio.to_thread.run_sync(self.crops)
-            summary = await trio.to_thread.run_sync(smoke_test, release, clf, crops,
+            samples = await trio.to_thread.run_sync(self.samples)
+            summary = await trio.to_thread.run_sync(smoke_test, release, net, samples,
                                                     self.cfg.latency_budget_ms)
             self._say(v, "smoke_passed", detail=summary)
         except ReleaseRejected as e:
@@ -169,7 +171,7 @@ class Updater:
         finally:
             (self.dir / "candidate.onnx").unlink(missing_ok=True)
         entry = await trio.to_thread.run_sync(installed.write_model, self.state_dir, data,
-                                              clf.info.model_hash, v, "release")
+                                              net.info.model_hash, v, "release")
         before = installed.pointer(self.state_dir)
         self.state.pending = v
         self.state.save(self.dir / STATE_FILE)

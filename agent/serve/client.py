@@ -45,11 +45,12 @@ class ServeClient:
         return self._ask(Kind.CROPS, crops, None)
 
     def frame(self, image: np.ndarray, boxes: np.ndarray | None = None) -> dict[str, Any]:
-        """Classify each box of an (H, W, 3) uint8 BGR frame; no boxes: the whole frame."""
+        """The objects in an (H, W, 3) uint8 BGR frame: a detector finds them (no boxes); a
+        classifier names each box sent (no boxes: the whole frame as one object)."""
         return self._ask(Kind.FRAME, image, np.zeros((0, 4)) if boxes is None else boxes)
 
     def info(self) -> dict[str, Any]:
-        """The served model: hash, version, classes, input size."""
+        """The served model: hash, version, task, classes, and its input size or frame size."""
         return self._ask(Kind.INFO, None, None)
 
     def _ask(self, kind: Kind, pixels: np.ndarray | None, boxes: np.ndarray | None

@@ -45,7 +45,7 @@ from agent.serve.protocol import (
 from models.atomic import atomic_write_bytes
 from models.errors import ModelFileError
 from models.preprocess import crops, whole_image
-from models.runtime import OnnxClassifier
+from models.runtime import OnnxClassifier, OnnxDetector, open_model
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +79,27 @@ class ModelHealth:
                 "p99_ms": None if math.isnan(p99) else round(p99, 3)}
 
 
+class Unsupported(Exception):
+    """A request the served model's task cannot answer (crops for a detector)."""
+
+
 @dataclass(frozen=True)
 class Loaded:
-    clf: OnnxClassifier
+    net: OnnxClassifier | OnnxDetector
     entry: Installed
 
     def describe(self) -> dict[str, object]:
         e = self.entry
         return {"hash": e.model_hash, "version": e.version, "sha256": e.sha256,
-                "source": e.source, "precision": self.clf.info.precision}
+                "source": e.source, "precision": self.net.info.precision,
+                "task": self.net.info.task}
+
+    def shape(self) -> dict[str, object]:
+        """What INFO adds: the class names and the input the model takes."""
+        info = self.net.info
+        size: dict[str, object] = ({"frame_size": list(info.frame_size)} if info.task == "detect"
+                                   else {"input_size": info.input_size})
+        return {"classes": list(info.classes)} | size
 
 
 class Server:
@@ -150,13 +162,13 @@ class Server:
                 self._pointer_seen = seen
                 return
             try:
-                clf = await trio.to_thread.run_sync(
-                    lambda e=entry: OnnxClassifier(installed.model_path(self.state_dir, e),
-                                                   self.cfg.serve.threads, sha256=e.sha256))
+                net = await trio.to_thread.run_sync(
+                    lambda e=entry: open_model(installed.model_path(self.state_dir, e),
+                                               self.cfg.serve.threads, sha256=e.sha256))
             except ModelFileError as e:
                 log.error("model_rejected error=%s (still serving %s)", e, self._serving())
                 continue
-            self._switch(Loaded(clf, entry))
+            self._switch(Loaded(net, entry))
             self._pointer_seen = seen
             return
         self._bad_pointer = seen
@@ -168,8 +180,9 @@ class Server:
         while len(self.health) > HEALTH_KEPT:
             self.health.pop(next(iter(self.health)))
         e = new.entry
-        log.info("model_switched hash=%s version=%s source=%s from=%s", e.model_hash[:12],
-                 e.version, e.source, old.entry.model_hash[:12] if old else "none")
+        log.info("model_switched hash=%s version=%s source=%s task=%s from=%s",
+                 e.model_hash[:12], e.version, e.source, new.net.info.task,
+                 old.entry.model_hash[:12] if old else "none")
         self.notifier.status(self.status_line())
 
     def _serving(self) -> str:
@@ -190,10 +203,13 @@ class Server:
                 # A few crops take well under a millisecond: handing them to a thread would
                 # cost two more wake-ups, each of which can wait behind the learner for a time
                 # slice.
-                objects = _infer(model.clf, req)
+                objects = _infer(model.net, req, self.cfg.serve.min_score)
             else:
-                objects = await trio.to_thread.run_sync(_infer, model.clf, req,
+                objects = await trio.to_thread.run_sync(_infer, model.net, req,
+                                                        self.cfg.serve.min_score,
                                                         limiter=self._workers)
+        except Unsupported as e:
+            return error_answer(req.id, "unsupported", str(e), model.describe())
         except NonFiniteOutput:
             health.requests, health.nonfinite = health.requests + 1, health.nonfinite + 1
             log.error("model_output_nonfinite id=%s model=%s", req.id, model.entry.sha256[:12])
@@ -207,10 +223,8 @@ class Server:
             self.latencies_ms.append(ms)
             health.requests += 1
             health.latencies_ms.append(ms)
-        info = model.describe() | {"classes": list(model.clf.info.classes),
-                                   "input_size": model.clf.info.input_size}
         return {"v": VERSION, "id": req.id, "ok": True,
-                "model": info if req.kind == Kind.INFO else model.describe(),
+                "model": model.describe() | (model.shape() if req.kind == Kind.INFO else {}),
                 "objects": objects, "ms": round(ms, 3)}
 
     async def handle(self, stream: trio.SocketStream) -> None:
@@ -273,11 +287,17 @@ class Server:
         model = self.model
         if model is None:
             return False
-        s = model.clf.info.input_size
-        req = Request(0, Kind.CROPS, np.zeros((1, s, s, 3), np.uint8), np.zeros((0, 4)))
+        info = model.net.info
+        if info.task == "detect":
+            w, h = info.frame_size
+            req = Request(0, Kind.FRAME, np.zeros((h, w, 3), np.uint8), np.zeros((0, 4)))
+        else:
+            s = info.input_size
+            req = Request(0, Kind.CROPS, np.zeros((1, s, s, 3), np.uint8), np.zeros((0, 4)))
         # A NaN still means the service answers; judging the model is OTA's health window's job.
         with contextlib.suppress(NonFiniteOutput):
-            await trio.to_thread.run_sync(_infer, model.clf, req, limiter=self._workers)
+            await trio.to_thread.run_sync(_infer, model.net, req, self.cfg.serve.min_score,
+                                          limiter=self._workers)
         return True
 
     async def watchdog(self) -> None:
@@ -353,7 +373,29 @@ def percentiles(latencies: deque[float]) -> tuple[float, float]:
     return xs[len(xs) // 2], xs[min(len(xs) - 1, math.ceil(0.99 * len(xs)) - 1)]
 
 
-def _infer(clf: OnnxClassifier, req: Request) -> list[dict[str, object]]:
+def _infer(net: OnnxClassifier | OnnxDetector, req: Request,
+           min_score: float) -> list[dict[str, object]]:
+    if isinstance(net, OnnxDetector):
+        return _detect(net, req, min_score)
+    return _classify(net, req)
+
+
+def _detect(det: OnnxDetector, req: Request, min_score: float) -> list[dict[str, object]]:
+    """The objects a detector finds in a FRAME without boxes, best first."""
+    if req.kind != Kind.FRAME or len(req.boxes):
+        raise Unsupported("the served model is a detector: send a FRAME without boxes, and it "
+                          "answers the objects it finds")
+    found = det.detect(req.pixels, min_score)
+    if not (np.isfinite(found.boxes).all() and np.isfinite(found.scores).all()):
+        raise NonFiniteOutput
+    names = det.info.classes
+    return [{"box": [round(float(v), 1) for v in box], "class": names[i], "class_id": i,
+             "score": round(s, 4)}
+            for box, i, s in zip(found.boxes, found.labels.tolist(), found.scores.tolist(),
+                                 strict=True)]
+
+
+def _classify(clf: OnnxClassifier, req: Request) -> list[dict[str, object]]:
     size, names = clf.info.input_size, clf.info.classes
     boxes: list[list[float] | None]
     if req.kind == Kind.CROPS:

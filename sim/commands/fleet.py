@@ -94,9 +94,6 @@ def fleet_config(args: argparse.Namespace) -> FleetConfig:
     from models.merge import COORDINATE_RULES, MIN_DENSITY_FOR_COORDINATE_RULES, MergeConfig
     from sim.fleet import FleetConfig
 
-    if args.processes and args.model != "classifier":
-        raise UsageError("--processes runs the vehicle daemon, which learns the classifier "
-                         "only so far; --model detector runs in one process")
     if args.processes and (args.transport != "libp2p" or args.baselines):
         raise UsageError("--processes runs the libp2p transport, without --baselines")
     if args.transport == "libp2p" and args.attackers:
@@ -204,13 +201,12 @@ def run_processes(args: argparse.Namespace, cfg: FleetConfig) -> int:
     from models.atomic import atomic_write_bytes
     from models.checkpoint import save_checkpoint
     from models.classes import CLASSES
-    from models.net import NetConfig
-    from sim.datasets import fleet_test_set
+    from sim.fleet import fleet_test_data
     from sim.procfleet import run_process_fleet
 
     majority = cfg.vehicles // 2 + 1
     params = ChainParams(args.min_peers or majority, majority, args.round_timeout, 20, 60)
-    test = fleet_test_set(cfg.seed, cfg.test_frames_per_domain, NetConfig().input_size)
+    test = fleet_test_data(cfg)
     with tempfile.TemporaryDirectory(prefix="swarmdrive-fleet-") as tmp:
         root = args.out / "fleet" if args.out else Path(tmp)
         print(f"starting anvil, mosquitto and {cfg.vehicles} vehicles (serve + learn each) "

@@ -7,8 +7,14 @@ import numpy as np
 
 from agent.learn.buffer import SampleBuffer
 from models.data import CropSet
+from models.detector import DetConfig
+from models.family import Classifier, Detector
+from models.frame import Frame
+from models.net import NetConfig
 
 SIZE = 8
+CROPS = Classifier(NetConfig(input_size=SIZE))
+FRAMES = Detector(DetConfig(width=32, height=16))
 T0 = time.time_ns()  # chunks are named by when they came; older than max_age_s goes
 
 
@@ -22,7 +28,7 @@ def training_origin(buffer: SampleBuffer, k: int) -> str:
 
 
 def test_loads_oldest_first_and_evicts_over_the_limit(tmp_path):
-    buffer = SampleBuffer(tmp_path, SIZE, max_samples=6, max_age_s=3600, held_out=0.0)
+    buffer = SampleBuffer(tmp_path, CROPS, max_samples=6, max_age_s=3600, held_out=0.0)
     for k in range(5):
         buffer.add(crops(k), training_origin(buffer, k), now_ns=T0 + k)
     got = buffer.load(held_out=False)
@@ -31,7 +37,7 @@ def test_loads_oldest_first_and_evicts_over_the_limit(tmp_path):
 
 
 def test_a_reload_reads_only_new_chunks_and_forgets_evicted_ones(tmp_path):
-    buffer = SampleBuffer(tmp_path, SIZE, max_samples=4, max_age_s=3600, held_out=0.0)
+    buffer = SampleBuffer(tmp_path, CROPS, max_samples=4, max_age_s=3600, held_out=0.0)
     first = buffer.add(crops(1), training_origin(buffer, 1), now_ns=T0)
     assert first is not None
     assert list(buffer.load(held_out=False).labels) == [1, 1]
@@ -46,7 +52,7 @@ def test_a_reload_reads_only_new_chunks_and_forgets_evicted_ones(tmp_path):
 
 
 def test_a_corrupt_chunk_is_dropped_and_counted(tmp_path):
-    buffer = SampleBuffer(tmp_path, SIZE, max_samples=100, max_age_s=3600, held_out=0.0)
+    buffer = SampleBuffer(tmp_path, CROPS, max_samples=100, max_age_s=3600, held_out=0.0)
     bad = buffer.add(crops(1), training_origin(buffer, 1), now_ns=T0)
     buffer.add(crops(2), training_origin(buffer, 2), now_ns=T0 + 1)
     assert bad is not None
@@ -56,7 +62,7 @@ def test_a_corrupt_chunk_is_dropped_and_counted(tmp_path):
 
 
 def test_held_out_frames_stay_out_of_training(tmp_path):
-    buffer = SampleBuffer(tmp_path, SIZE, max_samples=10_000, max_age_s=3600, held_out=0.5)
+    buffer = SampleBuffer(tmp_path, CROPS, max_samples=10_000, max_age_s=3600, held_out=0.5)
     for k in range(40):
         buffer.add(crops(k % 8, 1), f"frame-{k}", now_ns=T0 + k)
     train, held = buffer.load(held_out=False), buffer.load(held_out=True)
@@ -64,5 +70,29 @@ def test_held_out_frames_stay_out_of_training(tmp_path):
     assert buffer.counts() == (len(train), len(held))
     # The split follows the frame's origin, so a restart (a new buffer on the same folder)
     # keeps it.
-    again = SampleBuffer(tmp_path, SIZE, max_samples=10_000, max_age_s=3600, held_out=0.5)
+    again = SampleBuffer(tmp_path, CROPS, max_samples=10_000, max_age_s=3600, held_out=0.5)
     assert again.counts() == buffer.counts()
+
+
+def test_a_detector_keeps_whole_frames_with_their_boxes(tmp_path):
+    buffer = SampleBuffer(tmp_path, FRAMES, max_samples=100, max_age_s=3600, held_out=0.0)
+    image = np.random.default_rng(0).integers(0, 256, (32, 64, 3), np.uint8)  # twice the size
+    frame = Frame(image, "cam/1", np.array([[2, 4, 30, 30], [40, 2, 60, 28]], np.float32),
+                  np.array([3, 5]), np.array([[0, 0, 4, 4]], np.float32))
+    unlabelled = Frame(image, "cam/2")
+    for k, f in enumerate((frame, unlabelled, frame)):
+        buffer.add(FRAMES.of_frames([f]), training_origin(buffer, k), now_ns=T0 + k)
+    again = SampleBuffer(tmp_path, FRAMES, max_samples=100, max_age_s=3600, held_out=0.0)
+    got = again.load(held_out=False)  # read back from disk, not from memory
+    assert len(got) == 2 and got.images.shape == (2, 16, 32, 3)  # the live frame gave nothing
+    np.testing.assert_allclose(got.boxes[1], [[1, 2, 15, 15], [20, 1, 30, 14]])
+    assert [list(lab) for lab in got.labels] == [[3, 5], [3, 5]]
+    assert got.ignored[0].shape == (1, 4) and got.origins == ("cam/1", "cam/1")
+
+
+def test_chunks_of_another_family_are_dropped_as_corrupt(tmp_path):
+    crop_buffer = SampleBuffer(tmp_path, CROPS, max_samples=100, max_age_s=3600, held_out=0.0)
+    crop_buffer.add(crops(1), training_origin(crop_buffer, 1), now_ns=T0)
+    frames = SampleBuffer(tmp_path, FRAMES, max_samples=100, max_age_s=3600, held_out=0.0)
+    assert len(frames.load(held_out=False)) == 0
+    assert frames.corrupt == 1 and frames.samples == 0

@@ -58,8 +58,6 @@ CASES = [
     ("sim-round-timeout", ["sim", "--round-timeout", "-1"], X.USAGE, ["--round-timeout", "-1"]),
     ("sim-round-timeout-nan", ["sim", "--round-timeout", "nan"], X.USAGE, ["--round-timeout"]),
     ("sim-vehicles", ["sim", "--vehicles", "1"], X.USAGE, ["--vehicles", "1"]),
-    ("sim-processes-detector", ["sim", "--processes", "--model", "detector"], X.USAGE,
-     ["--processes", "--model detector"]),
     ("sim-density-zero", ["sim", "--density", "0"], X.USAGE, ["--density", "0"]),
     ("sim-density-big", ["sim", "--density", "1.5"], X.USAGE, ["--density", "1.5"]),
     ("sim-bits", ["sim", "--bits", "5"], X.USAGE, ["--bits", "invalid choice"]),

@@ -38,14 +38,26 @@ def chain_section(url: str, contract: str) -> str:
 def test_every_schema_problem_is_named_by_its_key_path(tmp_path):
     cfg = write_config(tmp_path, vehicle='key_file = "k"\nstate_dir = 3\nbogus = 1',
                        p2p='listen = "tcp"', buffer="held_out = 1.5",
-                       training="codec_density = 0\ncodec_bits = 6",
+                       training='model = "yolo"\ncodec_density = 0\ncodec_bits = 6',
                        chain='rpc_url = "ftp://x"\ncontract = "0x12"')
     with pytest.raises(ConfigError) as e:
         load(cfg)
     assert [p.split(":")[0] for p in e.value.problems] == [
-        "vehicle.state_dir", "vehicle.bogus", "buffer.held_out", "training.codec_density",
-        "training.codec_bits", "p2p.listen", "chain.rpc_url", "chain.contract"]
+        "vehicle.state_dir", "vehicle.bogus", "buffer.held_out", "training.model",
+        "training.codec_density", "training.codec_bits", "p2p.listen", "chain.rpc_url",
+        "chain.contract"]
     assert "vehicle.bogus: unknown key" in e.value.problems
+    assert any("'detector' or 'classifier'" in p for p in e.value.problems)
+
+
+def test_what_a_left_out_key_means_follows_the_model_learnt(tmp_path):
+    detector = load(write_config(tmp_path, training='model = "detector"'))
+    assert (detector.training.steps_batch(), detector.training.peak_lr(),
+            detector.buffer_samples()) == (16, 4e-3, 500)
+    classifier = load(write_config(tmp_path, training='model = "classifier"\nbatch_size = 8',
+                                   buffer="max_samples = 50"))
+    assert (classifier.training.steps_batch(), classifier.training.peak_lr(),
+            classifier.buffer_samples()) == (8, 3e-3, 50)
 
 
 def test_a_missing_section_and_bad_toml_are_named(tmp_path):

@@ -16,6 +16,7 @@ from agent.learn.daemon import BufferedLearner
 from agent.swarm.driver import load_vehicle_checkpoint
 from chain.ledger import ChainParams
 from models.codec import CodecConfig
+from models.family import CLASSIFIER
 from models.train import TrainConfig
 from sim.procfleet import ProcessFleet
 from tests.agent.daemons import NotifySocket, assert_pings_stop_while_stopped, wait_until
@@ -70,7 +71,7 @@ def test_learner_ready_watchdog_sigstop_and_a_clean_stop(anvil, tmp_path):
 def _learner_args(state: Path) -> tuple[object, ...]:
     from agent.learn.buffer import SampleBuffer
 
-    buffer = SampleBuffer(state / "buffer", 32, 1000, 3600, 0.1)
+    buffer = SampleBuffer(state / "buffer", CLASSIFIER, 1000, 3600, 0.1)
     return (buffer, 1, 1.0, TrainConfig(), CodecConfig(0.1, 8), 100, 0)
 
 
@@ -120,5 +121,35 @@ def test_a_label_folder_is_taken_in_as_it_fills(anvil, tmp_path):
         wait_until(lambda: buffered(v.state) == 8, "the finished file taken in")
         assert "bad.png" in log.read_text() and log.read_text().count("intake_skipped") == 1
         wait_until(lambda: "trained round" in log.read_text(), "training on the 8 crops")
+    finally:
+        fleet.stop_all()
+
+
+def test_a_detector_fleet_learns_frames_and_installs_a_detector(anvil, tmp_path):
+    """``training.model = "detector"``: whole frames buffered, FrameNet trained and merged, and
+    each final round's detector exported and installed for the inference service."""
+    from agent.serve import installed
+    from models.runtime import OnnxDetector, open_model
+
+    fleet = ProcessFleet.create(tmp_path, anvil.url, 1, ALONE, model="detector",
+                                training="local_steps = 2\nmin_samples = 4\ncpu_share = 1.0\n"
+                                         "batch_size = 4\nschedule_rounds = 50")
+    v = fleet.vehicles[0]
+    ledger = fleet.ledger()
+    fleet.start("learn", 0)
+    try:
+        wait_until(lambda: ledger.status().rounds_final >= 2, "two final rounds")
+        wait_until(lambda: (e := installed.current(v.state)) is not None and e.version >= 1,
+                   "round 1's model installed")
+        entry = installed.current(v.state)
+        assert entry is not None
+        net = open_model(installed.model_path(v.state, entry))
+        assert isinstance(net, OnnxDetector) and net.info.frame_size == (320, 240)
+        assert net.info.model_hash == ledger.round_model(entry.version).hex()
+        log = (v.folder / "learn.log").read_text()
+        assert "held_out_map50=" in log
+        chunks = [p for p in (v.state / "buffer").iterdir() if NAME.fullmatch(p.name)]
+        with np.load(chunks[0]) as z:  # a whole frame at the detector's size, with its boxes
+            assert z["images"].shape == (1, 240, 320, 3) and z["boxes"].shape[1] == 4
     finally:
         fleet.stop_all()

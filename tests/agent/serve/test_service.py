@@ -214,6 +214,56 @@ def test_a_changed_active_file_is_caught_at_start_and_the_standby_serves(trained
         stop(proc)
 
 
+@pytest.fixture(scope="module")
+def detector_model() -> tuple[bytes, str]:
+    """An untrained FrameNet, exported: its peaks score ~1%, so the test's threshold is lower."""
+    from models.detector import DetConfig, FrameNet
+
+    torch.manual_seed(0)
+    model = FrameNet(DetConfig())
+    model.eval()
+    return to_onnx(model, tuple(CLASSES)).SerializeToString(), state_hash(model.state_dict())
+
+
+def test_a_detector_answers_a_frame_with_the_objects_it_finds(trained, detector_model, tmp_path):
+    notify = NotifySocket(tmp_path / "notify")
+    cfg = write_config(tmp_path, serve='socket = "serve.sock"\nmin_score = 0.005')
+    state, sock = tmp_path / "state", tmp_path / "serve.sock"
+    installed.install(state, trained.onnx.read_bytes(), trained.model_hash, 1, "round")
+    proc = start(["serve", "--config", str(cfg)], notify, watchdog_s=1.0)
+    try:
+        notify.wait_for("READY")
+        with connect(sock) as c:
+            assert c.info()["model"]["task"] == "classify"
+            data, model_hash = detector_model
+            installed.install(state, data, model_hash, 2, "round")  # the fleet moves to boxes
+            end = time.monotonic() + WAIT_S
+            while c.info()["model"]["hash"] != model_hash and time.monotonic() < end:
+                time.sleep(0.05)
+            info = c.info()["model"]
+            assert (info["task"], info["frame_size"], info["classes"]) == (
+                "detect", [320, 240], list(CLASSES))
+            frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8)
+            answer = c.frame(frame)
+            objects = answer["objects"]
+            assert answer["model"]["hash"] == model_hash and 0 < len(objects) <= 100
+            scores = [o["score"] for o in objects]
+            assert scores == sorted(scores, reverse=True) and min(scores) >= 0.005
+            for o in objects:  # boxes in the frame's own pixels, named by the model's classes
+                x0, y0, x1, y1 = o["box"]
+                assert 0 <= x0 <= x1 <= 640 and 0 <= y0 <= y1 <= 480
+                assert o["class"] == CLASSES[o["class_id"]]
+            with pytest.raises(ServeError, match="detector"):
+                c.crops(trained.data.images[:2])
+            with pytest.raises(ServeError, match="unsupported"):
+                c.frame(frame, np.array([[2, 2, 30, 30]], np.float32))
+            assert c.info()["model"]["hash"] == model_hash  # the connection stays open
+        notify.wait_for("WATCHDOG")  # the probe runs a frame through the detector
+    finally:
+        stop(proc)
+        notify.close()
+
+
 @pytest.mark.parametrize(("sections", "words"), [
     ({"serve": 'socket = "serve.sock"\nbogus = 1'}, "serve.bogus: unknown key"),
     ({"serve": "socket = 5"}, "serve.socket: Input is not a valid path"),
