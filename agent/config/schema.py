@@ -78,7 +78,7 @@ class Buffer(Section):
 class Training(Section):
     # What the fleet learns: "detector" (the objects in whole frames, with boxes) or
     # "classifier" (names for boxes something else found). One fleet, one model: its genesis.
-    model: Literal["detector", "classifier"] = "classifier"
+    model: Literal["detector", "classifier"] = "detector"
     local_steps: PositiveInt = 30  # per round
     batch_size: PositiveInt | None = None  # default: 16 frames or 64 crops
     lr: PositiveFloat | None = None  # the schedule's peak; default: 4e-3 or 3e-3
