@@ -146,7 +146,7 @@ class ProcessFleet:
         log = open(v.folder / f"{role}.log", "ab")  # noqa: SIM115  # the child owns it
         try:
             proc = subprocess.Popen([sys.executable, "-m", "agent", *(command or (role,)),
-                                     "--config", str(v.config)], stdout=log,
+                                     "--config", str(v.config.absolute())], stdout=log,
                                     stderr=subprocess.STDOUT,
                                     env={**os.environ, **UNIT_ENV[role], **(env or {})},
                                     cwd=v.folder)

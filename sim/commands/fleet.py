@@ -218,7 +218,8 @@ def run_processes(args: argparse.Namespace, cfg: FleetConfig) -> int:
     accs = [float(v["accuracy"]) for v in r.vehicles.values()]  # type: ignore[arg-type]
     agree = hashes == {r.chain_model_hash}
     summary: dict[str, object] = {
-        "transport": "processes", "config": asdict(cfg), "vehicles": r.vehicles,
+        "transport": "processes", "model": cfg.model, "metric": cfg.family.metric,
+        "config": asdict(cfg), "vehicles": r.vehicles,
         "chain_model_hash": r.chain_model_hash, "all_vehicles_match_chain": agree,
         "swarm_acc": min(accs), "model_hash": r.chain_model_hash, "contract": r.contract,
         "seconds": round(r.seconds, 1), "rounds": r.rounds, "telemetry": r.telemetry}
