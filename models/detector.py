@@ -62,7 +62,8 @@ class FrameNet(nn.Module):
         self.lateral2 = nn.Conv2d(c2, n, 1)
         self.lateral3 = nn.Conv2d(c3, n, 1)
         self.lateral4 = nn.Conv2d(c4, n, 1)
-        self.smooth = conv_block(n, n, g)
+        # Two 3x3 blocks at stride 4: pedestrians and signals are decided here, a few cells wide.
+        self.smooth = nn.Sequential(conv_block(n, n, g), conv_block(n, n, g))
         self.heat = nn.Conv2d(n, config.n_classes, 1)
         self.box = nn.Conv2d(n, 4, 1)
         # Start every heatmap at a 1% prior, so the first steps are not swamped by background
