@@ -87,8 +87,8 @@ class Classifier:
         return crops_from_frames(frames, self.config.input_size)
 
     def concat(self, parts: list[Data]) -> CropSet:
-        assert all(isinstance(p, CropSet) for p in parts), "the classifier trains on crops"
         crops = [p for p in parts if isinstance(p, CropSet)]
+        assert len(crops) == len(parts), "the classifier trains on crops"
         return CropSet.concat(crops) if crops else self.empty()
 
     def prepare(self, data: Data) -> tuple[np.ndarray, torch.Tensor]:
@@ -134,8 +134,8 @@ class Detector:
         return frames_to_set(labelled, self.config.width, self.config.height)
 
     def concat(self, parts: list[Data]) -> FrameSet:
-        assert all(isinstance(p, FrameSet) for p in parts), "the detector trains on frames"
         frames = [p for p in parts if isinstance(p, FrameSet)]
+        assert len(frames) == len(parts), "the detector trains on frames"
         return FrameSet.concat(frames) if frames else self.empty()
 
     def prepare(self, data: Data) -> FrameSet:
