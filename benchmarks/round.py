@@ -27,6 +27,15 @@ fetch_deadline as above, and the learner's CPU: cpu_s, of which train_cpu_s (its
 loop_cpu_s (its event loop: libp2p, gossip, the round engine); other_cpu_s = cpu_s -
 train_cpu_s. docs/scaling.md reads them for 8 and 16 vehicles.
 
+On one machine every process shares its cores, so each vehicle has less CPU the larger the
+fleet, and an all-to-all exchange, n-1 payloads in and out per vehicle, costs the machine n^2:
+its exchange grows ~4x from 8 to 16 vehicles before any protocol cost. ``--cpu-per-vehicle C``
+gives each vehicle (its learner and its server) a cgroup with a quota of C cores, as a
+vehicle's own hardware would, so that the figures show what grows with the fleet per vehicle;
+vehicles x C must fit the machine (16 x 0.12 on two cores). ``--camera-fps`` sets how many
+frames each simulated camera renders per second: the learner renders them, which a real
+camera does not cost it.
+
 Prints {"4": {...}, "8": {...}, "16": {...}} as its last line.
 """
 
@@ -43,6 +52,7 @@ from pathlib import Path
 from benchmarks.common import log, setup_threads
 from chain.ledger import ChainParams
 from models.net import NetConfig
+from sim.cpubudget import CpuBudget, CpuBudgetError
 from sim.datasets import fleet_test_set
 from sim.fleet import FleetConfig, make_fleet_data
 from sim.netfleet import NetResult, run_swarm_p2p
@@ -107,14 +117,16 @@ def summarise_processes(result: ProcessResult) -> dict[str, float]:
 
 
 def run_processes(n: int, rounds: int, cpu_share: float, local_steps: int,
-                  train_ahead: bool) -> dict[str, float]:
+                  train_ahead: bool, cpu_per_vehicle: float | None,
+                  camera_fps: float) -> dict[str, float]:
     cfg = FleetConfig(vehicles=n, rounds=rounds + 1, local_steps=local_steps)
     majority = n // 2 + 1
     params = ChainParams(majority, majority, 120, 20, 60)
     test = fleet_test_set(cfg.seed, 1, NetConfig().input_size)
     with tempfile.TemporaryDirectory(prefix="swarmdrive-round-") as tmp:
         result = run_process_fleet(cfg, test, Path(tmp), params, cpu_share=cpu_share,
-                                   train_ahead=train_ahead)
+                                   train_ahead=train_ahead, cpu_per_vehicle=cpu_per_vehicle,
+                                   camera_fps=camera_fps)
     hashes = {str(v["model_hash"]) for v in result.vehicles.values()}
     return summarise_processes(result) | {"agree": float(hashes == {result.chain_model_hash})}
 
@@ -134,14 +146,31 @@ def main() -> None:
                    help="with --processes: local steps per round")
     p.add_argument("--train-ahead", action=argparse.BooleanOptionalAction, default=True,
                    help="with --processes: train the next round while this one closes")
+    p.add_argument("--camera-fps", type=float, default=5.0,
+                   help="with --processes: frames each simulated camera renders per second; "
+                        "the learner renders them, a cost a real camera does not put on a "
+                        "vehicle's CPU (default %(default)s)")
+    p.add_argument("--cpu-per-vehicle", type=float, metavar="CORES",
+                   help="with --processes: each vehicle's two processes share a CPU quota of "
+                        "CORES (a cgroup each; needs root), so that a vehicle has the same "
+                        "compute in every fleet size, as on the road")
     args = p.parse_args()
+    if args.cpu_per_vehicle is not None:
+        if not args.processes:
+            p.error("--cpu-per-vehicle needs --processes")
+        try:
+            with CpuBudget(args.cpu_per_vehicle):  # fail now, not after the first fleet
+                pass
+        except CpuBudgetError as e:
+            p.error(f"--cpu-per-vehicle: {e}")
     setup_threads()
     logging.getLogger("libp2p").setLevel(logging.CRITICAL)
     out: dict[str, dict[str, float]] = {}
     for n in args.fleets:
         if args.processes:
             runs = [run_processes(n, args.rounds, args.cpu_share, args.local_steps,
-                                  args.train_ahead) for _ in range(args.repeats)]
+                                  args.train_ahead, args.cpu_per_vehicle, args.camera_fps)
+                    for _ in range(args.repeats)]
             for r in runs:
                 log(f"{n} vehicles (processes): {r}")
             out[str(n)] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}

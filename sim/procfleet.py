@@ -8,6 +8,7 @@ each vehicle's key and writes its config; ``start_*``/``stop`` run the processes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,7 @@ from chain.launch import Anvil, free_port, fund
 from chain.ledger import ChainParams, RoundFinal, Web3Ledger, deploy
 from models.family import FAMILIES, Data, Net
 from models.layout import ModelLayout, flat_hash
+from sim.cpubudget import CpuBudget, join
 from sim.fleet import FleetConfig
 from sim.mosquitto import Mosquitto
 from sim.profiles import fleet_profiles
@@ -74,6 +77,7 @@ class ProcessFleet:
     ota: str = 'policy = "swarm"'
     camera_fps: float = 5.0  # frames each simulated camera keeps per second
     model: str = "classifier"  # training.model: what the fleet learns (its genesis)
+    cpu_budget: CpuBudget | None = None  # each vehicle's processes in a cgroup of their own
 
     @classmethod
     def create(cls, root: Path, rpc_url: str, n: int, params: ChainParams, seed: int = 0,
@@ -143,13 +147,14 @@ class ProcessFleet:
         ``swarmdrive`` ``command`` in ROLE's place; its output goes to ``ROLE.log`` in the
         vehicle's folder."""
         v = self.vehicles[i]
+        budget = None if self.cpu_budget is None else partial(join, self.cpu_budget.entry(i))
         log = open(v.folder / f"{role}.log", "ab")  # noqa: SIM115  # the child owns it
         try:
             proc = subprocess.Popen([sys.executable, "-m", "agent", *(command or (role,)),
                                      "--config", str(v.config.absolute())], stdout=log,
                                     stderr=subprocess.STDOUT,
                                     env={**os.environ, **UNIT_ENV[role], **(env or {})},
-                                    cwd=v.folder)
+                                    cwd=v.folder, preexec_fn=budget)
         finally:
             log.close()
         self.procs[(role, i)] = proc
@@ -296,20 +301,27 @@ class ProcessResult:
 def run_process_fleet(cfg: FleetConfig, test: Data, root: Path, params: ChainParams,
                       progress: Callable[[RoundFinal], None] | None = None,
                       timeout_s: float = 3600.0, cpu_share: float = 1.0,
-                      train_ahead: bool = True, camera_fps: float = 5.0) -> ProcessResult:
+                      train_ahead: bool = True, camera_fps: float = 5.0,
+                      cpu_per_vehicle: float | None = None) -> ProcessResult:
     """``cfg.rounds`` rounds of a fleet of real processes (anvil, mosquitto, a serve and a
-    learn per vehicle) under ``root``; each vehicle stops taking part after the last round."""
+    learn per vehicle) under ``root``; each vehicle stops taking part after the last round.
+    With ``cpu_per_vehicle`` (cores), each vehicle's two processes share that CPU quota
+    (``CpuBudget``), whatever the fleet's size."""
     t0 = time.monotonic()
     training = (f"local_steps = {cfg.local_steps}\nbatch_size = {cfg.batch_size}\n"
                 f"lr = {cfg.lr}\nschedule_rounds = {cfg.rounds}\nmin_samples = 32\n"
                 f"cpu_share = {cpu_share}\nlast_round = {cfg.rounds - 1}\n"
                 f"train_ahead = {str(train_ahead).lower()}")
-    with Anvil(root / "anvil.json") as chain, Mosquitto(root / "mosquitto") as broker:
+    budget = contextlib.nullcontext(None) if cpu_per_vehicle is None \
+        else CpuBudget(cpu_per_vehicle)
+    with Anvil(root / "anvil.json") as chain, Mosquitto(root / "mosquitto") as broker, \
+            budget as cpu_budget:
         telemetry = (f'host = "127.0.0.1"\nport = {broker.port}\ntls = false\n'
                      "interval_s = 5.0")
         fleet = ProcessFleet.create(root, chain.url, cfg.vehicles, params, cfg.seed,
                                     training=training, telemetry=telemetry,
                                     camera_fps=camera_fps, model=cfg.model)
+        fleet.cpu_budget = cpu_budget
         with TelemetryWatch("127.0.0.1", broker.port) as watch:
             try:
                 for i in range(cfg.vehicles):

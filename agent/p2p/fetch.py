@@ -53,6 +53,10 @@ class FetchError(Exception):
     """A fetch that failed: the peer lacks it, is busy, broke the protocol or sent bad bytes."""
 
 
+class BusyError(FetchError):
+    """The peer holds its serving slots for others: ask it again later."""
+
+
 class BadPayloadError(FetchError):
     """The peer served (or offered) bytes that are not what the key names."""
 
@@ -154,6 +158,8 @@ async def fetch_from(stream: INetStream, kind: Kind, key: bytes, max_size: int) 
         await stream.write(REQUEST.pack(MAGIC, VERSION, kind, key))
         status, length = RESPONSE.unpack(await read_exactly(stream, RESPONSE.size,
                                                             "fetch response"))
+        if status == Status.BUSY:
+            raise BusyError("peer answered BUSY")
         if status != Status.OK:
             name = Status(status).name if status in Status._value2member_map_ else status
             raise FetchError(f"peer answered {name}")

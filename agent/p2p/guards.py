@@ -1,5 +1,6 @@
 """Workarounds for py-libp2p 0.8.1: behaviour that would let a remote peer crash a vehicle, and
-a shutdown that leaves a listener behind.
+a shutdown that leaves a listener behind, and a signed peer record checked on every gossip
+message.
 
 Kept in this one module so they are easy to find and to drop when upstream fixes them.
 """
@@ -8,12 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import Counter
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 
 import trio
 from libp2p.abc import IHost, INetStream, IPubsubRouter
 from libp2p.peer.id import ID
+from libp2p.pubsub import gossipsub as upstream_gossipsub
+from libp2p.pubsub import pubsub as upstream_pubsub
+from libp2p.pubsub import utils as upstream_utils
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 
@@ -83,3 +88,50 @@ async def close_swarm(host: IHost) -> None:
             await host.get_network().close()  # type: ignore[attr-defined]
         except Exception as e:  # a connection that fails to close must not stop the rest
             log.warning("swarm_close_failed error=%s", e)
+
+
+RECORD_RECHECK_S = 600.0  # a peer's unchanged record is checked again after this long
+RECORD_MEMO_SIZE = 4096  # (host, peer, record) triples remembered
+
+
+class PeerRecordMemo:
+    """Check each peer's signed peer record once, not on every gossip RPC.
+
+    Upstream attaches the sender's signed peer record to every pubsub RPC, and the receiver
+    parses it, verifies its signature and rewrites the peer's addresses in its peerstore, twice
+    per RPC (``Pubsub.continuously_read_stream`` and ``GossipSub.handle_rpc``): ~1.5-2.5 ms
+    each on this machine. At 16 vehicles a round carries several hundred RPCs per vehicle
+    (messages, IDONTWANT, IHAVE, heartbeats), so that was most of a vehicle's gossip CPU. The
+    same bytes from the same peer are accepted again without the work for
+    ``RECORD_RECHECK_S`` (then checked again, which renews the addresses' TTL); a new or
+    changed record is checked as upstream does, and a failed check is never remembered.
+    """
+
+    def __init__(self, check: Callable[[rpc_pb2.RPC, IHost, ID], bool],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._check, self._clock = check, clock
+        self._ok: OrderedDict[tuple[ID, ID, bytes], float] = OrderedDict()
+
+    def __call__(self, msg: rpc_pb2.RPC, host: IHost, peer_id: ID) -> bool:
+        if not msg.HasField("senderRecord"):
+            return True
+        key = (host.get_id(), peer_id, msg.senderRecord)
+        now = self._clock()
+        checked = self._ok.get(key)
+        if checked is not None and now - checked < RECORD_RECHECK_S:
+            return True
+        ok = self._check(msg, host, peer_id)
+        if ok:
+            self._ok[key] = now
+            self._ok.move_to_end(key)
+            while len(self._ok) > RECORD_MEMO_SIZE:
+                self._ok.popitem(last=False)
+        return ok
+
+
+def memoise_peer_records() -> None:
+    """Install ``PeerRecordMemo`` in upstream's pubsub modules (once per process)."""
+    if not isinstance(upstream_pubsub.maybe_consume_signed_record, PeerRecordMemo):
+        memo = PeerRecordMemo(upstream_utils.maybe_consume_signed_record)
+        upstream_pubsub.maybe_consume_signed_record = memo  # type: ignore[assignment]
+        upstream_gossipsub.maybe_consume_signed_record = memo  # type: ignore[assignment]

@@ -8,8 +8,9 @@ connected peer holds them. Every task it starts lives in its own nursery and end
 from __future__ import annotations
 
 import logging
+import statistics
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -33,10 +34,11 @@ from agent.p2p import announce, attest
 from agent.p2p.announce import Announcement, Fleet
 from agent.p2p.attest import Attestation
 from agent.p2p.fetch import PROTOCOL as FETCH_PROTOCOL
-from agent.p2p.fetch import BadPayloadError, FetchError, FetchServer, fetch_from
+from agent.p2p.fetch import BadPayloadError, BusyError, FetchError, FetchServer, fetch_from
 from agent.p2p.gate import Gate, GateConfig, GateNotifee
-from agent.p2p.guards import GuardedPubsub, close_swarm
+from agent.p2p.guards import GuardedPubsub, close_swarm, memoise_peer_records
 from agent.p2p.identity import Identity, address_of_peer
+from agent.p2p.schedule import Answer, FetchSchedule
 from agent.p2p.store import ContentStore, Kind
 
 log = logging.getLogger(__name__)
@@ -62,10 +64,10 @@ class NodeConfig:
     redial_s: float = 2.0  # how often lost bootstrap peers are dialled again
     dial_timeout_s: float = 5.0
     max_concurrent_fetches: int = 4
-    max_concurrent_serves: int = 8
+    max_concurrent_serves: int = 16  # a payload wave of a 16-vehicle fleet without BUSY
     max_serves_per_peer: int = 2
     fetch_timeout_s: float = 30.0  # one deadline for a whole fetch, every peer asked included
-    fetch_hedge_s: float = 5.0  # ask the next peer too if the last one has not answered by then
+    fetch_hedge_s: float = 5.0  # at least; ask another peer too if none answered by then
     fetch_parallel: int = 2  # peers asked at once for one payload
     gate: GateConfig = GateConfig()
     # Our own publishes count against this too (py-libp2p); a round needs one per vehicle.
@@ -101,11 +103,18 @@ class Node:
             # Noise only: py-libp2p also offers /plaintext, TLS and secio by default.
             sec_opt={NOISE_PROTOCOL_ID: NoiseTransport(
                 identity.key_pair, noise_privkey=new_x25519_key_pair().private_key)})
+        # A vehicle receives each message once from every mesh peer that forwards it, so the
+        # mesh's upper bound sets gossip's cost: upstream's 12, and its "adaptive" bounds that
+        # grow further, made each vehicle of a 16-vehicle fleet take ~12 copies of every
+        # announcement and attestation (the event loop's CPU grew 3.8x from 8 to 16
+        # vehicles; 2.2x with these bounds, docs/scaling.md).
         self.gossip = GossipSub(
-            protocols=GOSSIP_PROTOCOLS, degree=6, degree_low=4, degree_high=12,
+            protocols=GOSSIP_PROTOCOLS, degree=6, degree_low=4, degree_high=8,
+            adaptive_gossip_enabled=False,
             heartbeat_interval=1, heartbeat_initial_delay=0.1,
             max_messages_per_topic_per_second=cfg.max_announcements_per_s)
         self.gate = Gate(cfg.gate, stats=self.stats)
+        memoise_peer_records()
         self._clock = time.monotonic
         self.pubsub = GuardedPubsub(self.host, self.gossip, self.stats,
                                     lambda peer: self.gate.admits(peer, self._clock()))
@@ -114,6 +123,7 @@ class Node:
                                   lambda peer: self.gate.admits(peer, self._clock()))
         self._nursery: trio.Nursery | None = None
         self._fetch_slots = trio.CapacityLimiter(cfg.max_concurrent_fetches)
+        self._answer_s: deque[float] = deque(maxlen=32)  # how long recent good answers took
         self._validate: Validator = lambda ann: "not_ready"
         self._validate_attestation: AttestationValidator = lambda att: "not_ready"
         send, self.announcements = trio.open_memory_channel[Announcement](1024)
@@ -315,8 +325,8 @@ class Node:
     async def fetch(self, kind: Kind, key: bytes, max_size: int,
                     prefer: Iterable[ID] = (), timeout_s: float | None = None) -> bytes:
         """``key``'s payload, hash-checked, from the admitted peers that may hold it: ``prefer``
-        (the announcer) first, then the others, a new one every ``fetch_hedge_s`` or as soon as
-        one fails, at most ``fetch_parallel`` at once, all within one deadline
+        (the announcer) first, then the others as ``FetchSchedule`` says (a BUSY peer again
+        after a pause, a new one when one fails or answers are late), all within one deadline
         (``timeout_s``, default ``fetch_timeout_s``). Stored locally so that we can serve it
         too. Raises ``FetchError``."""
         have = self.store.get(kind, key)
@@ -336,15 +346,7 @@ class Node:
             t1 = time.monotonic()
             self.stats["fetch_slot_wait_ms"] += int(1000 * (t1 - t0))
             with trio.move_on_after(timeout_s or self.cfg.fetch_timeout_s) as deadline:
-                async with trio.open_nursery() as nursery:
-                    failed = trio.Semaphore(0)
-                    running = trio.Semaphore(self.cfg.fetch_parallel)
-                    for peer in peers:
-                        await running.acquire()
-                        nursery.start_soon(self._fetch_one, peer, kind, key, max_size, found,
-                                           errors, failed, running, nursery.cancel_scope)
-                        with trio.move_on_after(self.cfg.fetch_hedge_s):
-                            await failed.acquire()  # one failed: ask the next at once
+                await self._ask(peers, kind, key, max_size, found, errors)
         # ... and on the wire (including peers that did not answer)
         self.stats["fetch_wire_ms"] += int(1000 * (time.monotonic() - t1))
         if deadline.cancelled_caught and not found:
@@ -360,24 +362,54 @@ class Node:
         self.store.put(kind, body, key=key)
         return body
 
+    def hedge_s(self) -> float:
+        """How long to wait for an answer before asking another peer too: ``fetch_hedge_s``,
+        or three times the recent median answer when the fleet is slower than that (asking a
+        second peer of a loaded fleet only loads it more), but never so long that fewer than
+        three peers fit in a fetch's deadline."""
+        if not self._answer_s:
+            return self.cfg.fetch_hedge_s
+        late = 3 * statistics.median(self._answer_s)
+        return max(self.cfg.fetch_hedge_s, min(late, self.cfg.fetch_timeout_s / 3))
+
+    async def _ask(self, peers: list[ID], kind: Kind, key: bytes, max_size: int,
+                   found: list[bytes], errors: list[tuple[bool, str]]) -> None:
+        """Ask ``peers`` as a ``FetchSchedule`` says until one serves ``key`` or none is left."""
+        schedule = FetchSchedule(peers, trio.current_time(), self.hedge_s(),
+                                 self.cfg.fetch_parallel)
+        send, answers = trio.open_memory_channel[tuple[ID, Answer]](len(peers))
+        async with trio.open_nursery() as nursery:
+            while not (schedule.done or schedule.failed):
+                for peer in schedule.due(trio.current_time()):
+                    nursery.start_soon(self._fetch_one, peer, kind, key, max_size, found,
+                                       errors, send)
+                with trio.move_on_at(schedule.wake_at()):
+                    peer, answer = await answers.receive()
+                    schedule.answered(peer, answer, trio.current_time())
+            nursery.cancel_scope.cancel()  # the first good answer ends the others
+
     async def _fetch_one(self, peer: ID, kind: Kind, key: bytes, max_size: int,
                          found: list[bytes], errors: list[tuple[bool, str]],
-                         failed: trio.Semaphore,
-                         running: trio.Semaphore, done: trio.CancelScope) -> None:
+                         answers: trio.MemorySendChannel[tuple[ID, Answer]]) -> None:
         self.stats["fetch_asked"] += 1  # peers asked: over "fetched", the fetches' overhead
+        t0 = trio.current_time()
+        answer = Answer.FAILED
         try:
             stream = await self.host.new_stream(peer, [FETCH_PROTOCOL])
             found.append(await fetch_from(stream, kind, key, max_size))
-            done.cancel()  # the first good answer ends the fetch
+            self._answer_s.append(trio.current_time() - t0)
+            answer = Answer.OK
+        except BusyError as e:
+            self.stats["fetch_answered_busy"] += 1
+            errors.append((True, f"{peer}: {e}"))
+            answer = Answer.BUSY
         except BadPayloadError as e:
             self.stats["fetch_bad_payload"] += 1
             log.warning("fetch_bad_payload peer=%s key=%s error=%s", peer, key.hex()[:16], e)
             errors.append((False, f"{peer}: {e}"))
-        except Exception as e:  # not found, busy, dial, stream errors
+        except Exception as e:  # not found, dial, stream errors
             errors.append((True, f"{peer}: {type(e).__name__} {e}"))
-        finally:
-            running.release()
-        failed.release()
+        answers.send_nowait((peer, answer))
 
 
 def _multiaddr(what: str, text: str) -> multiaddr.Multiaddr:
