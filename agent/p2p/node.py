@@ -375,8 +375,7 @@ class Node:
     async def _ask(self, peers: list[ID], kind: Kind, key: bytes, max_size: int,
                    found: list[bytes], errors: list[tuple[bool, str]]) -> None:
         """Ask ``peers`` as a ``FetchSchedule`` says until one serves ``key`` or none is left."""
-        schedule = FetchSchedule(peers, trio.current_time(), self.hedge_s(),
-                                 self.cfg.fetch_parallel)
+        schedule = FetchSchedule(peers, self.hedge_s(), self.cfg.fetch_parallel)
         send, answers = trio.open_memory_channel[tuple[ID, Answer]](len(peers))
         async with trio.open_nursery() as nursery:
             while not (schedule.done or schedule.failed):

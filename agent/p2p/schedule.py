@@ -34,7 +34,6 @@ class Answer(Enum):
 @dataclass
 class FetchSchedule(Generic[Peer]):
     peers: Sequence[Peer]  # in the order to ask them: the announcer first
-    start: float  # the fetch's start, on the caller's clock
     hedge_s: float
     parallel: int = 2
     busy_s: float = 0.25
@@ -86,5 +85,5 @@ class FetchSchedule(Generic[Peer]):
             return float("inf")  # only an answer makes room
         times = list(self._retry.values())
         if self._fresh < len(self.peers):
-            times.append(self._last_fresh + self.hedge_s if self._fresh else self.start)
+            times.append(self._last_fresh + self.hedge_s if self._fresh else float("-inf"))
         return min(times, default=float("inf"))

@@ -16,17 +16,20 @@ def rpc_with_record(host) -> RPC:
     return rpc
 
 
-def test_a_peers_record_is_checked_once_then_again_after_the_recheck_time():
-    sender, receiver = new_host(key_pair=create_new_key_pair()), new_host(
-        key_pair=create_new_key_pair())
-    checks = []
-
+def counting(checks: list):
+    """Upstream's real check, recording each peer it is asked about."""
     def check(msg, host, peer):
         checks.append(peer)
         return maybe_consume_signed_record(msg, host, peer)
+    return check
 
+
+def test_a_peers_record_is_checked_once_then_again_after_the_recheck_time():
+    sender, receiver = new_host(key_pair=create_new_key_pair()), new_host(
+        key_pair=create_new_key_pair())
+    checks: list = []
     now = [0.0]
-    memo = PeerRecordMemo(check, clock=lambda: now[0])
+    memo = PeerRecordMemo(counting(checks), clock=lambda: now[0])
     rpc = rpc_with_record(sender)
     assert all(memo(rpc, receiver, sender.get_id()) for _ in range(50))
     assert len(checks) == 1
@@ -39,13 +42,8 @@ def test_a_peers_record_is_checked_once_then_again_after_the_recheck_time():
 
 def test_a_record_that_fails_its_check_is_refused_every_time():
     sender, impostor, receiver = (new_host(key_pair=create_new_key_pair()) for _ in range(3))
-    checks = []
-
-    def check(msg, host, peer):
-        checks.append(peer)
-        return maybe_consume_signed_record(msg, host, peer)
-
-    memo = PeerRecordMemo(check)
+    checks: list = []
+    memo = PeerRecordMemo(counting(checks))
     rpc = rpc_with_record(sender)  # sender's record, relayed as if it were the impostor's
     assert not memo(rpc, receiver, impostor.get_id())
     assert not memo(rpc, receiver, impostor.get_id())

@@ -4,7 +4,7 @@ from agent.p2p.schedule import Answer, FetchSchedule
 
 
 def schedule(*peers: str, hedge_s: float = 5.0) -> FetchSchedule[str]:
-    return FetchSchedule(list(peers), start=0.0, hedge_s=hedge_s, parallel=2)
+    return FetchSchedule(list(peers), hedge_s=hedge_s, parallel=2)
 
 
 def test_the_announcer_alone_is_asked_until_the_hedge():
@@ -57,7 +57,7 @@ def test_a_failure_does_not_hurry_the_next_ask_while_a_busy_peer_will_be_retried
 
 
 def test_busy_pauses_stop_doubling_at_the_cap():
-    s = FetchSchedule(["a"], start=0.0, hedge_s=5.0, busy_s=1.0, busy_max_s=2.0)
+    s = FetchSchedule(["a"], hedge_s=5.0, busy_s=1.0, busy_max_s=2.0)
     now = 0.0
     pauses = []
     for _ in range(4):
