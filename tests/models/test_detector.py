@@ -157,9 +157,9 @@ def test_the_loss_has_gradients_for_both_heads(frames):
 def test_onnx_and_int8_detectors_agree_with_torch(frames, tmp_path):
     torch.manual_seed(0)
     model = FrameNet(CFG).eval()
-    fp32 = tmp_path / "det.onnx"
-    assert export(model, CLASSES, fp32, frames.images[:4]) <= PARITY_TOLERANCE
-    det = OnnxDetector(fp32)
+    fp32_path = tmp_path / "det.onnx"
+    assert export(model, CLASSES, fp32_path, frames.images[:4]) <= PARITY_TOLERANCE
+    det = OnnxDetector(fp32_path)
     assert det.info.task == "detect" and det.info.frame_size == (CFG.width, CFG.height)
     heat, dist = det.maps(frames.images[:3])
     ref = torch_outputs(model, frames.images[:3])
@@ -171,11 +171,20 @@ def test_onnx_and_int8_detectors_agree_with_torch(frames, tmp_path):
     quantize_int8(to_onnx(model, CLASSES), frames.images[:16], int8)
     q = OnnxDetector(int8)
     assert q.info.precision == "int8"
-    assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(int8)).graph.node}
+    graph = onnx.load(str(int8)).graph
+    assert "QuantizeLinear" in {n.op_type for n in graph.node}
+    # Pointwise convolutions run in int8 (weights through DequantizeLinear); the first, the
+    # depthwise ones and the two heads keep fp32 weights.
+    weights = {i.name for i in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    float_convs = [n for n in convs if n.input[1] in weights]
+    depthwise = sum(isinstance(m, torch.nn.Conv2d) and m.groups > 1 for m in model.modules())
+    assert len(float_convs) == 1 + depthwise + 2 and len(convs) > len(float_convs)
+    assert graph.input[0].name in {n.input[0] for n in float_convs}
     qheat, _ = q.maps(frames.images[:3])
     assert np.corrcoef(qheat.ravel(), heat.ravel())[0, 1] > 0.95
     with pytest.raises(ModelFileError, match="'detect' model, not a 'classify'"):
-        OnnxClassifier(fp32)
+        OnnxClassifier(fp32_path)
 
 
 def test_frames_of_another_size_are_resized_with_their_boxes():

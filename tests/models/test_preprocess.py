@@ -41,3 +41,11 @@ def test_to_input_normalises_rgb():
     assert x.shape == (1, 3, 2, 2) and x.dtype == np.float32
     assert np.allclose(x[0, 0], (1.0 - MEAN_RGB[0]) / STD_RGB[0])  # R channel first
     assert np.allclose(x[0, 2], (0.0 - MEAN_RGB[2]) / STD_RGB[2])
+
+
+def test_to_input_equals_the_arithmetic_for_every_byte():
+    values = np.arange(256, dtype=np.uint8)
+    batch = np.stack([values, values[::-1], np.roll(values, 7)], axis=-1).reshape(2, 8, 16, 3)
+    mean, std = np.array(MEAN_RGB, np.float32), np.array(STD_RGB, np.float32)
+    expected = (batch[..., ::-1].astype(np.float32) * np.float32(1 / 255) - mean) / std
+    np.testing.assert_array_equal(to_input(batch), expected.transpose(0, 3, 1, 2))
