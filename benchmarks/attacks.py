@@ -24,14 +24,14 @@ import trio
 
 from agent.swarm.driver import Vehicle
 from benchmarks.common import log, setup_threads
-from models.codec import CodecConfig
+from models.codec import FLEET_CODEC
 from sim.fleet import FleetConfig, make_fleet_data
 from sim.hostile import hog_and_flood, silent_fetcher
 from sim.netfleet import NetFleet, NetFleetConfig
 
 # The attack tests' fleet: short slots, so a hostile slot holder costs seconds, not minutes.
 FLEET = FleetConfig(vehicles=5, rounds=5, local_steps=3, batch_size=16, frames_per_weather=6,
-                    test_frames_per_domain=1, codec=CodecConfig(0.1, 8))
+                    test_frames_per_domain=1, codec=FLEET_CODEC)
 NET = NetFleetConfig(round_timeout=3, fallback_slot=2, finalize_window=4)
 HONEST = 3
 

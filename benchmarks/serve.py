@@ -38,7 +38,7 @@ from agent.serve.client import ServeClient, ServeError
 from benchmarks.common import log, setup_threads
 from chain.launch import Anvil
 from chain.ledger import ChainParams
-from models.codec import CodecConfig
+from models.codec import FLEET_CODEC
 from models.data import CropSet
 from models.layout import flat_hash
 from models.runtime import OnnxClassifier
@@ -77,7 +77,7 @@ def install_factory_model(state: Path) -> Path:
     from agent.learn.buffer import SampleBuffer
 
     buffer = SampleBuffer(state / "scratch", 32, 10, 3600, 0.0)
-    learner = BufferedLearner(buffer, 1, 1.0, TrainConfig(), CodecConfig(0.1, 8), 100, 0)
+    learner = BufferedLearner(buffer, 1, 1.0, TrainConfig(), FLEET_CODEC, 100, 0)
     model = learner.weights()
     empty = CropSet(np.zeros((0, 32, 32, 3), np.uint8), np.zeros((0,), np.int64))
     entry = publish(state, learner.layout, model, flat_hash(learner.layout, model), 0,

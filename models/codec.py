@@ -67,6 +67,8 @@ class CodecConfig:
 
 
 DENSE = CodecConfig(density=1.0, bits=32)
+# What a fleet sends by default (`swarmdrive sim`, the daemon's config; why: sim/fleet.py).
+FLEET_CODEC = CodecConfig(density=0.1, bits=8)
 
 
 @dataclass(frozen=True)

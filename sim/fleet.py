@@ -20,7 +20,7 @@ import torch
 
 from agent.swarm.combine import combine
 from agent.swarm.learner import Learner
-from models.codec import DENSE, CodecConfig, encode
+from models.codec import DENSE, FLEET_CODEC, CodecConfig, encode
 from models.family import FAMILIES, Classifier, Data, Detector, ModelFamily, Net
 from models.layout import flat_hash
 from models.merge import MergeConfig
@@ -44,7 +44,7 @@ class FleetConfig:
     lr: float = 3e-3
     frames_per_weather: int = 60  # each vehicle's own drive, per weather of its profile
     test_frames_per_domain: int = 8
-    codec: CodecConfig = CodecConfig(density=0.1, bits=8)
+    codec: CodecConfig = FLEET_CODEC
     merge: MergeConfig = field(default_factory=MergeConfig)
     # The first ``attackers`` vehicles are Byzantine. With the default profiles their towns are
     # driven by other vehicles too, so an attack costs the fleet no town it would see otherwise.

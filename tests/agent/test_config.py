@@ -14,6 +14,7 @@ from agent.config.schema import ConfigError, load
 from chain.keys import new_key_file
 from chain.launch import Anvil, fund
 from chain.ledger import deploy
+from models.codec import FLEET_CODEC, CodecConfig
 from tests.agent.daemons import WAIT_S, write_config
 
 
@@ -58,6 +59,12 @@ def test_what_a_left_out_key_means_follows_the_model_learnt(tmp_path):
                                    buffer="max_samples = 50"))
     assert (classifier.training.steps_batch(), classifier.training.peak_lr(),
             classifier.buffer_samples()) == (8, 3e-3, 50)
+
+
+def test_a_vehicle_sends_the_fleet_codec_by_default(tmp_path):
+    # The schema keeps literals (the config loads without numpy); they must be the fleet's.
+    training = load(write_config(tmp_path)).training
+    assert CodecConfig(training.codec_density, training.codec_bits) == FLEET_CODEC
 
 
 def test_a_missing_section_and_bad_toml_are_named(tmp_path):
