@@ -36,7 +36,7 @@ from models.detect_data import FrameSet
 from models.detect_decode import Detections
 from models.detect_eval import evaluate
 from models.detect_train import DETECTOR_TRAIN, train
-from models.detector import DetConfig, FrameNet
+from models.detector import LIGHT, DetConfig, FrameNet
 from models.onnx_export import export, to_onnx
 from models.quantize import quantize_int8
 from models.runtime import OnnxDetector
@@ -91,9 +91,11 @@ def main() -> None:
     p.add_argument("--save", type=Path, help="also save the trained weights here")
     p.add_argument("--load", type=Path,
                    help="weights saved by --save: skip training, measure export and latency")
+    p.add_argument("--light", action="store_true",
+                   help="FrameNet with depthwise-separable blocks (models.detector.LIGHT)")
     args = p.parse_args()
     setup_threads()
-    cfg = DetConfig()
+    cfg = LIGHT if args.light else DetConfig()
     train_set = domains_frames(all_domains(), 1, args.frames_per_domain, cfg.width, cfg.height)
     test = fleet_test_frames(0, TEST_FRAMES_PER_DOMAIN, cfg.width, cfg.height)
     log(f"{len(train_set)} training frames ({train_set.objects()} objects), "
@@ -130,6 +132,7 @@ def main() -> None:
         "per_weather_map50": per_family(fp32_dets, test, 1),
         "per_town_map50": per_family(fp32_dets, test, 0),
         "params": model.num_parameters(),
+        "light": args.light,
         "ort_fp32_ms_p50": round(fp32_ms, 3),
         "ort_int8_ms_p50": round(int8_ms, 3),
         "int8_map50": round(int8_report.map50, 4),

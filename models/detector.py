@@ -7,14 +7,14 @@ local-maximum test and a top-k, no anchors and no NMS, so it is a few numpy line
 runs (models/detect_decode.py); training targets and the loss are in models/detect_loss.py.
 Why this family rather than FCOS or NanoDet is argued in docs/detector.md.
 
-Depthwise-separable blocks (MobileNet's 3x3 depthwise then 1x1 pointwise) and GroupNorm, as
-in CropNet (models/net.py): GroupNorm merges cleanly across non-IID vehicles. Plain 3x3 blocks
-cost 3x the time for the same widths, and the 10 ms a frame on one core is the budget
-(docs/detector.md has the measurements). A four-stage backbone (strides 2..16) feeds a
-top-down pyramid that ends at stride 4, where the heads run: small objects (12 px tall, 5 px
-wide) need that resolution, and the stride-16 stage gives the large receptive field that a
-bus filling half the frame needs. Depth is cheapest at the coarse stages, so that is where the
-extra blocks go.
+Plain 3x3 convolutions and GroupNorm, as in CropNet (models/net.py): GroupNorm merges cleanly
+across non-IID vehicles. A four-stage backbone (strides 2..16) feeds a top-down pyramid that
+ends at stride 4, where the heads run: small objects (12 px tall, 5 px wide) need that
+resolution, and the stride-16 stage gives the large receptive field that a bus filling half
+the frame needs.
+
+``LIGHT`` is the same network with depthwise-separable blocks: about 2.5x faster and 13 points
+of mAP@0.5 worse (docs/detector.md), for vehicles whose CPU cannot afford FrameNet.
 """
 
 from __future__ import annotations
@@ -40,10 +40,11 @@ def separable_block(cin: int, cout: int, groups: int, stride: int = 1) -> nn.Seq
     )
 
 
-def stage(cin: int, cout: int, groups: int, depth: int) -> nn.Sequential:
-    """``depth`` separable blocks, the first halving the resolution."""
-    return nn.Sequential(separable_block(cin, cout, groups, stride=2),
-                         *(separable_block(cout, cout, groups) for _ in range(depth - 1)))
+def stage(cin: int, cout: int, groups: int, depth: int, separable: bool) -> nn.Sequential:
+    """``depth`` blocks, the first halving the resolution."""
+    block = separable_block if separable else conv_block
+    return nn.Sequential(block(cin, cout, groups, stride=2),
+                         *(block(cout, cout, groups) for _ in range(depth - 1)))
 
 
 @dataclass(frozen=True)
@@ -55,12 +56,17 @@ class DetConfig:
     neck: int = 32  # channels of the pyramid and the heads
     groups: int = 8  # GroupNorm groups; must divide every channel count
     stride: int = 4  # of the heads: one output cell per 4x4 pixels
-    depths: tuple[int, int, int] = (2, 2, 4)  # blocks in stages 2, 3 and 4
+    depths: tuple[int, int, int] = (2, 2, 3)  # blocks in stages 2, 3 and 4
+    separable: bool = False  # depthwise-separable blocks after the first convolution
 
     @property
     def grid(self) -> tuple[int, int]:
         """(rows, columns) of the output maps."""
         return self.height // self.stride, self.width // self.stride
+
+
+# Depth is cheap at stride 16 (a sixteenth of the cells of stride 4): one more block there.
+LIGHT = DetConfig(separable=True, depths=(2, 2, 4))
 
 
 class FrameNet(nn.Module):
@@ -76,18 +82,20 @@ class FrameNet(nn.Module):
         c1, c2, c3, c4 = config.channels
         g, n = config.groups, config.neck
         d2, d3, d4 = config.depths
-        # A full 3x3 convolution first: on three input channels a depthwise one would only
-        # scale colours.
+        sep = config.separable
+        # A full 3x3 convolution first, even when separable: on three input channels a
+        # depthwise one would only scale colours.
         self.stage1 = conv_block(3, c1, g, stride=2)  # (B, c1, H/2, W/2)
-        self.stage2 = stage(c1, c2, g, d2)  # (B, c2, H/4, W/4)
-        self.stage3 = stage(c2, c3, g, d3)  # (B, c3, H/8, W/8)
-        self.stage4 = stage(c3, c4, g, d4)  # (B, c4, H/16, W/16)
+        self.stage2 = stage(c1, c2, g, d2, sep)  # (B, c2, H/4, W/4)
+        self.stage3 = stage(c2, c3, g, d3, sep)  # (B, c3, H/8, W/8)
+        self.stage4 = stage(c3, c4, g, d4, sep)  # (B, c4, H/16, W/16)
         # Top-down pyramid: 1x1 laterals to `neck` channels, nearest upsampling, sums.
         self.lateral2 = nn.Conv2d(c2, n, 1)
         self.lateral3 = nn.Conv2d(c3, n, 1)
         self.lateral4 = nn.Conv2d(c4, n, 1)
         # Two 3x3 blocks at stride 4: pedestrians and signals are decided here, a few cells wide.
-        self.smooth = nn.Sequential(separable_block(n, n, g), separable_block(n, n, g))
+        block = separable_block if sep else conv_block
+        self.smooth = nn.Sequential(block(n, n, g), block(n, n, g))
         self.heat = nn.Conv2d(n, config.n_classes, 1)
         self.box = nn.Conv2d(n, 4, 1)
         # Start every heatmap at a 1% prior, so the first steps are not swamped by background

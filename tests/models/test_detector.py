@@ -13,7 +13,7 @@ from models.detect_decode import Detections, decode, local_maxima
 from models.detect_eval import evaluate
 from models.detect_loss import Targets, detection_loss, frame_targets
 from models.detect_train import DETECTOR_TRAIN, run_steps
-from models.detector import DetConfig, FrameNet
+from models.detector import LIGHT, DetConfig, FrameNet
 from models.errors import ModelFileError
 from models.onnx_export import PARITY_TOLERANCE, export, to_onnx, torch_outputs
 from models.quantize import quantize_int8
@@ -47,12 +47,22 @@ def perfect_maps(boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.
     return logits, np.where(weight > 0, dist, 0.0).astype(np.float32)
 
 
-def test_the_detector_stays_within_its_budget():
-    model = FrameNet(CFG)
+@pytest.mark.parametrize("cfg", [CFG, LIGHT], ids=["framenet", "light"])
+def test_the_detector_stays_within_its_budget(cfg):
+    model = FrameNet(cfg)
     assert model.num_parameters() <= 1_000_000
-    heat, dist = model(torch.zeros(2, 3, CFG.height, CFG.width))
-    assert heat.shape == (2, CFG.n_classes, *CFG.grid) and dist.shape == (2, 4, *CFG.grid)
+    heat, dist = model(torch.zeros(2, 3, cfg.height, cfg.width))
+    assert heat.shape == (2, cfg.n_classes, *cfg.grid) and dist.shape == (2, 4, *cfg.grid)
     assert (dist >= 0).all()
+
+
+def test_the_light_detector_is_the_same_network_with_separable_blocks():
+    plain, light = FrameNet(CFG), FrameNet(LIGHT)
+    assert light.num_parameters() < plain.num_parameters() / 4
+    assert not any(isinstance(m, torch.nn.Conv2d) and m.groups > 1 for m in plain.modules())
+    depthwise = [m for m in light.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    assert len(depthwise) == sum(LIGHT.depths) + 2 and all(m.groups == m.in_channels
+                                                           for m in depthwise)
 
 
 def test_targets_put_one_peak_per_object_and_keep_ignored_cells_out():
@@ -154,13 +164,14 @@ def test_the_loss_has_gradients_for_both_heads(frames):
     assert model.heat.weight.grad.abs().sum() > 0 and model.box.weight.grad.abs().sum() > 0
 
 
-def test_onnx_and_int8_detectors_agree_with_torch(frames, tmp_path):
+@pytest.mark.parametrize("cfg", [CFG, LIGHT], ids=["framenet", "light"])
+def test_onnx_and_int8_detectors_agree_with_torch(frames, tmp_path, cfg):
     torch.manual_seed(0)
-    model = FrameNet(CFG).eval()
+    model = FrameNet(cfg).eval()
     fp32_path = tmp_path / "det.onnx"
     assert export(model, CLASSES, fp32_path, frames.images[:4]) <= PARITY_TOLERANCE
     det = OnnxDetector(fp32_path)
-    assert det.info.task == "detect" and det.info.frame_size == (CFG.width, CFG.height)
+    assert det.info.task == "detect" and det.info.frame_size == (cfg.width, cfg.height)
     heat, dist = det.maps(frames.images[:3])
     ref = torch_outputs(model, frames.images[:3])
     assert np.abs(heat - ref[0]).max() <= PARITY_TOLERANCE
