@@ -32,6 +32,10 @@ class CropSet:
         return CropSet(np.concatenate([s.images for s in sets]),
                        np.concatenate([s.labels for s in sets]))
 
+    def window(self, start: int, stop: int) -> CropSet:
+        """Crops ``start .. stop - 1`` as views, not copies."""
+        return CropSet(self.images[start:stop], self.labels[start:stop])
+
     def class_counts(self, n_classes: int) -> np.ndarray:
         return np.bincount(self.labels, minlength=n_classes)
 

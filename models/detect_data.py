@@ -93,6 +93,11 @@ class FrameSet:
                         tuple(self.labels[i] for i in ix), tuple(self.ignored[i] for i in ix),
                         tuple(self.origins[i] for i in ix))
 
+    def window(self, start: int, stop: int) -> FrameSet:
+        """Frames ``start .. stop - 1``, their pixels as a view, not a copy."""
+        return FrameSet(self.images[start:stop], self.boxes[start:stop], self.labels[start:stop],
+                        self.ignored[start:stop], self.origins[start:stop])
+
     @staticmethod
     def concat(sets: Iterable[FrameSet]) -> FrameSet:
         sets = list(sets)

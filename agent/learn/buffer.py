@@ -85,7 +85,8 @@ class SampleBuffer:
         self.version = 0  # bumped on every change: the learner reloads when it moves
         self._lock = threading.Lock()  # intake adds while the training thread loads
         # Chunks read so far: a reload reads only the chunks added since (each round's load
-        # used to read every file again). Costs one more copy of the samples in memory.
+        # used to read every file again). Each is a view into the last set loaded, so the
+        # samples are held once, not twice (2 x 115 MB for 500 frames).
         self._read: dict[Path, Data] = {}
         root.mkdir(parents=True, exist_ok=True)
         self.chunks: list[Chunk] = sorted(self._scan(), key=lambda c: c.t_ns)
@@ -160,18 +161,21 @@ class SampleBuffer:
             live = {c.path for c in self.chunks}
             self._read = {p: xy for p, xy in self._read.items() if p in live}
             known = dict(self._read)
-        parts, fresh = [], {}
+        parts: list[tuple[Path, Data]] = []
         for c in chunks:
             data = known.get(c.path)
-            if data is None:
-                if (data := self._read_chunk(c)) is None:
-                    continue
-                fresh[c.path] = data
-            parts.append(data)
+            if data is None and (data := self._read_chunk(c)) is None:
+                continue
+            parts.append((c.path, data))
+        loaded = self.family.concat([d for _, d in parts])
         with self._lock:  # remember what was read, unless it was evicted meanwhile
             live = {c.path for c in self.chunks}
-            self._read.update((p, d) for p, d in fresh.items() if p in live)
-        return self.family.concat(parts)
+            start = 0
+            for path, data in parts:
+                if path in live:
+                    self._read[path] = loaded.window(start, start + len(data))
+                start += len(data)
+        return loaded
 
     def _read_chunk(self, c: Chunk) -> Data | None:
         """One chunk's samples; None (and the chunk dropped) if it is corrupt, or holds

@@ -47,8 +47,11 @@ def test_a_reload_reads_only_new_chunks_and_forgets_evicted_ones(tmp_path):
     assert list(buffer.load(held_out=False).labels) == [1, 1, 2, 2]
     assert buffer.corrupt == 0
     buffer.add(crops(3), training_origin(buffer, 3), now_ns=T0 + 2)  # evicts the first
-    assert list(buffer.load(held_out=False).labels) == [2, 2, 3, 3]
+    loaded = buffer.load(held_out=False)
+    assert list(loaded.labels) == [2, 2, 3, 3]
     assert first.path not in buffer._read
+    # What it remembers are views into what it loaded: the samples are held once.
+    assert all(np.shares_memory(d.images, loaded.images) for d in buffer._read.values())
 
 
 def test_a_corrupt_chunk_is_dropped_and_counted(tmp_path):
@@ -88,6 +91,7 @@ def test_a_detector_keeps_whole_frames_with_their_boxes(tmp_path):
     np.testing.assert_allclose(got.boxes[1], [[1, 2, 15, 15], [20, 1, 30, 14]])
     assert [list(lab) for lab in got.labels] == [[3, 5], [3, 5]]
     assert got.ignored[0].shape == (1, 4) and got.origins == ("cam/1", "cam/1")
+    assert all(np.shares_memory(d.images, got.images) for d in again._read.values())
 
 
 def test_chunks_of_another_family_are_dropped_as_corrupt(tmp_path):
