@@ -12,7 +12,7 @@ weather, drives never trained on), as ``benchmarks.generalisation --model detect
 
 Prints {"map50": {set: ...}, "per_weather_map50": {set: {...}}, "domain", "steps",
 "train_frames", "test_frames"} as its last line. At the default budget (600 steps of 16
-frames on 1,176 frames) the four trainings take about 25 minutes on two cores.
+frames on 1,176 frames) the four trainings take about 36 minutes on two cores.
 """
 
 from __future__ import annotations

@@ -13,12 +13,13 @@ ends at stride 4, where the heads run: small objects (12 px tall, 5 px wide) nee
 resolution, and the stride-16 stage gives the large receptive field that a bus filling half
 the frame needs.
 
-``LIGHT`` is the same network with depthwise-separable blocks: about 2.5x faster and 13 points
+``LIGHT`` is the same network with depthwise-separable blocks: 2.4x faster at int8 and 13 points
 of mAP@0.5 worse (docs/detector.md), for vehicles whose CPU cannot afford FrameNet.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -40,9 +41,11 @@ def separable_block(cin: int, cout: int, groups: int, stride: int = 1) -> nn.Seq
     )
 
 
-def stage(cin: int, cout: int, groups: int, depth: int, separable: bool) -> nn.Sequential:
+Block = Callable[..., nn.Sequential]  # (cin, cout, groups, stride=1): conv_block's signature
+
+
+def stage(cin: int, cout: int, groups: int, depth: int, block: Block) -> nn.Sequential:
     """``depth`` blocks, the first halving the resolution."""
-    block = separable_block if separable else conv_block
     return nn.Sequential(block(cin, cout, groups, stride=2),
                          *(block(cout, cout, groups) for _ in range(depth - 1)))
 
@@ -82,19 +85,18 @@ class FrameNet(nn.Module):
         c1, c2, c3, c4 = config.channels
         g, n = config.groups, config.neck
         d2, d3, d4 = config.depths
-        sep = config.separable
+        block = separable_block if config.separable else conv_block
         # A full 3x3 convolution first, even when separable: on three input channels a
         # depthwise one would only scale colours.
         self.stage1 = conv_block(3, c1, g, stride=2)  # (B, c1, H/2, W/2)
-        self.stage2 = stage(c1, c2, g, d2, sep)  # (B, c2, H/4, W/4)
-        self.stage3 = stage(c2, c3, g, d3, sep)  # (B, c3, H/8, W/8)
-        self.stage4 = stage(c3, c4, g, d4, sep)  # (B, c4, H/16, W/16)
+        self.stage2 = stage(c1, c2, g, d2, block)  # (B, c2, H/4, W/4)
+        self.stage3 = stage(c2, c3, g, d3, block)  # (B, c3, H/8, W/8)
+        self.stage4 = stage(c3, c4, g, d4, block)  # (B, c4, H/16, W/16)
         # Top-down pyramid: 1x1 laterals to `neck` channels, nearest upsampling, sums.
         self.lateral2 = nn.Conv2d(c2, n, 1)
         self.lateral3 = nn.Conv2d(c3, n, 1)
         self.lateral4 = nn.Conv2d(c4, n, 1)
         # Two 3x3 blocks at stride 4: pedestrians and signals are decided here, a few cells wide.
-        block = separable_block if sep else conv_block
         self.smooth = nn.Sequential(block(n, n, g), block(n, n, g))
         self.heat = nn.Conv2d(n, config.n_classes, 1)
         self.box = nn.Conv2d(n, 4, 1)
