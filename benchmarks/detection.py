@@ -94,6 +94,10 @@ def main() -> None:
     p.add_argument("--light", action="store_true",
                    help="FrameNet with depthwise-separable blocks (models.detector.LIGHT)")
     args = p.parse_args()
+    if args.load and not args.load.is_file():
+        p.error(f"--load {args.load}: no such file")
+    if args.save and not args.save.parent.is_dir():
+        p.error(f"--save {args.save}: its folder does not exist")
     setup_threads()
     cfg = LIGHT if args.light else DetConfig()
     train_set = domains_frames(all_domains(), 1, args.frames_per_domain, cfg.width, cfg.height)
