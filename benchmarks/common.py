@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -22,6 +24,22 @@ SIZE = NetConfig().input_size
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def cpu() -> dict[str, object]:
+    """The CPU that latency figures were measured on: int8 is fast only with VNNI
+    (``avx512_vnni`` or ``avx_vnni``), so a figure without it is not comparable."""
+    name, flags = "unknown", set()
+    with contextlib.suppress(OSError):  # not Linux: no /proc/cpuinfo
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    return {"model": name, "avx512": "avx512f" in flags,
+            "vnni": bool({"avx512_vnni", "avx_vnni"} & flags)}
 
 
 def setup_threads() -> None:

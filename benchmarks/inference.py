@@ -6,7 +6,7 @@ measures accuracy and the largest |torch - ORT fp32| logit, and the median laten
 per call on one thread (median over runs of the median over calls).
 
 Prints {"torch_ms_p50", "ort_fp32_ms_p50", "ort_int8_ms_p50", "fp32_acc", "int8_acc",
-"max_abs_logit_diff"} last.
+"max_abs_logit_diff", "cpu"} last ("cpu": its model, and whether it has AVX-512 and VNNI).
 """
 
 from __future__ import annotations
@@ -22,9 +22,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import SIZE, all_domains_data, fleet_test, log, setup_threads, train_model
+from benchmarks.common import (
+    SIZE,
+    all_domains_data,
+    cpu,
+    fleet_test,
+    log,
+    setup_threads,
+    train_model,
+)
 from models.checkpoint import load_checkpoint
 from models.evaluate import predict
+from models.net import CropNet
 from models.onnx_export import export, to_onnx
 from models.preprocess import to_input
 from models.quantize import quantize_int8
@@ -56,9 +65,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", type=Path, help="checkpoint to use instead of training one")
     args = p.parse_args()
+    if args.model and not args.model.is_file():
+        p.error(f"--model {args.model}: no such file")
     setup_threads()
-    test = fleet_test()
     model = load_checkpoint(args.model)[0] if args.model else train_model(all_domains_data())
+    if not isinstance(model, CropNet):
+        p.error(f"--model {args.model}: a detector; this benchmark times the crop classifier "
+                "(benchmarks.detection times the detector)")
+    test = fleet_test()
     calibration = domains_crops(all_domains(), seed=7, frames_per_domain=2, size=SIZE).images
     with tempfile.TemporaryDirectory() as tmp:
         fp32_path, int8_path = Path(tmp, "m.onnx"), Path(tmp, "m.int8.onnx")
@@ -85,6 +99,7 @@ def main() -> None:
         "int8_acc": round(float(np.mean(int8_logits.argmax(1) == test.labels)), 4),
         "max_abs_logit_diff": diff,
         "test_crops": len(test),
+        "cpu": cpu(),
     }
     log(f"torch accuracy {np.mean(torch_logits.argmax(1) == test.labels):.4f}")
     print(json.dumps(result))

@@ -2,6 +2,7 @@
 a ``learn`` process with its own key, libp2p host and simulated cameras, on one anvil and one
 mosquitto, run ``--rounds`` (default 5) rounds with a small training budget. Do they all end on
 the chain's hash, and what does each process hold in memory once the last round is installed?
+``--model detector`` runs the fleet on the frame detector (whole frames in each learner's buffer).
 
 Memory per process, from /proc/PID/smaps_rollup: ``rss`` counts shared library pages (torch,
 ONNX Runtime) in full in every process; ``pss`` splits them between the processes that map
@@ -17,6 +18,7 @@ import argparse
 import json
 import statistics
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,8 @@ import torch
 
 from benchmarks.common import log
 from chain.ledger import ChainParams
-from models.net import NetConfig
-from sim.datasets import fleet_test_set
-from sim.fleet import FleetConfig
+from models.detect_train import DETECTOR_TRAIN
+from sim.fleet import FleetConfig, fleet_test_data
 from sim.procfleet import run_process_fleet
 
 
@@ -48,15 +49,18 @@ def main() -> None:
                    help="each learner's training budget: 32 learners share two cores here")
     p.add_argument("--camera-fps", type=float, default=1.0,
                    help="frames each simulated camera keeps per second (rendering costs CPU)")
+    p.add_argument("--model", choices=("classifier", "detector"), default="classifier")
     args = p.parse_args()
     torch.set_num_threads(1)
     n = args.vehicles
     cfg = FleetConfig(vehicles=n, rounds=args.rounds, local_steps=args.local_steps,
-                      batch_size=32)
+                      batch_size=32, test_frames_per_domain=1, model=args.model)
+    if args.model == "detector":  # the detector's own batch and rate (models/detect_train.py)
+        cfg = replace(cfg, batch_size=DETECTOR_TRAIN.batch_size, lr=DETECTOR_TRAIN.lr)
     majority = n // 2 + 1
     # Generous windows: 2n processes share two cores, so a round is slow here.
     params = ChainParams(majority, majority, 600, 120, 300)
-    test = fleet_test_set(cfg.seed, 1, NetConfig().input_size)
+    test = fleet_test_data(cfg)
     with tempfile.TemporaryDirectory(prefix="swarmdrive-scale-") as tmp:
         result = run_process_fleet(
             cfg, test, Path(tmp), params, cpu_share=args.cpu_share, timeout_s=3 * 3600,
@@ -69,7 +73,7 @@ def main() -> None:
     round_s = [float(str(m["round_s"])) for m in result.round_reports
                if int(str(m["round"])) >= 1 and m.get("round_s")]
     out: dict[str, Any] = {
-        "vehicles": n, "rounds": args.rounds,
+        "vehicles": n, "rounds": args.rounds, "model": args.model,
         "agree": hashes == served == {result.chain_model_hash},
         "seconds": round(result.seconds, 1),
         "round_s_median": round(statistics.median(round_s), 2) if round_s else None,
