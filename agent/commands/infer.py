@@ -47,8 +47,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--threads", type=int_range(1, 256), default=1,
                    help="ONNX Runtime intra-op threads")
     p.add_argument("--min-score", type=float_range(0.0, 1.0), default=PRINT_SCORE,
-                   help="detections below this score are not printed or drawn "
-                        f"(default {PRINT_SCORE})")
+                   help="detections below this score are not printed or drawn")
     p.add_argument("--draw", type=Path, metavar="DIR",
                    help="write each frame with its detections here (a video source: one video)")
     p.set_defaults(run=run)
