@@ -24,7 +24,7 @@ from dataclasses import replace
 from benchmarks.common import log, setup_threads
 from models.codec import DENSE, CodecConfig
 from models.detect_train import DETECTOR_TRAIN
-from sim.fleet import FleetConfig, make_fleet_data, run_central, run_local, run_swarm
+from sim.fleet import FleetConfig, RoundStats, make_fleet_data, run_central, run_local, run_swarm
 
 COMPRESSED = CodecConfig()  # 2% of the weights at 4 bits
 
@@ -47,9 +47,16 @@ def main() -> None:
     m = "acc" if args.model == "classifier" else "map50"
     data = make_fleet_data(cfg)
     log(f"profiles: {', '.join(p.name for p in data.profiles)}; test set {len(data.test)}")
-    dense = run_swarm(replace(cfg, codec=DENSE), data)
+    every = max(1, cfg.rounds // 10)
+
+    def progress(st: RoundStats) -> None:
+        if (st.round + 1) % every == 0:
+            log(f"round {st.round + 1}/{cfg.rounds} loss {st.loss:.3f} "
+                f"bytes {st.payload_bytes:.0f}")
+
+    dense = run_swarm(replace(cfg, codec=DENSE), data, progress)
     log(f"swarm dense: {dense.accuracy:.4f} in {dense.seconds:.0f} s")
-    comp = run_swarm(replace(cfg, codec=COMPRESSED), data)
+    comp = run_swarm(replace(cfg, codec=COMPRESSED), data, progress)
     log(f"swarm compressed: {comp.accuracy:.4f} in {comp.seconds:.0f} s")
     local = run_local(cfg, data)
     log(f"local: {[round(a, 4) for a in local]}")
