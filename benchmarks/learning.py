@@ -23,7 +23,6 @@ from dataclasses import replace
 
 from benchmarks.common import log, setup_threads
 from models.codec import DENSE, CodecConfig
-from models.detect_train import DETECTOR_TRAIN
 from sim.fleet import FleetConfig, RoundStats, make_fleet_data, run_central, run_local, run_swarm
 
 COMPRESSED = CodecConfig()  # 2% of the weights at 4 bits
@@ -41,9 +40,7 @@ def main() -> None:
     setup_threads()
     t0 = time.perf_counter()
     cfg = FleetConfig(vehicles=8, rounds=args.rounds, local_steps=args.local_steps, seed=args.seed,
-                      frames_per_weather=args.frames, model=args.model)
-    if args.model == "detector":  # the detector's own batch and rate (models/detect_train.py)
-        cfg = replace(cfg, batch_size=DETECTOR_TRAIN.batch_size, lr=DETECTOR_TRAIN.lr)
+                      frames_per_weather=args.frames, model=args.model).with_family_recipe()
     m = "acc" if args.model == "classifier" else "map50"
     data = make_fleet_data(cfg)
     log(f"profiles: {', '.join(p.name for p in data.profiles)}; test set {len(data.test)}")

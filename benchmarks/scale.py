@@ -18,7 +18,6 @@ import argparse
 import json
 import statistics
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ import torch
 
 from benchmarks.common import log
 from chain.ledger import ChainParams
-from models.detect_train import DETECTOR_TRAIN
 from sim.fleet import FleetConfig, fleet_test_data
 from sim.procfleet import run_process_fleet
 
@@ -54,9 +52,8 @@ def main() -> None:
     torch.set_num_threads(1)
     n = args.vehicles
     cfg = FleetConfig(vehicles=n, rounds=args.rounds, local_steps=args.local_steps,
-                      batch_size=32, test_frames_per_domain=1, model=args.model)
-    if args.model == "detector":  # the detector's own batch and rate (models/detect_train.py)
-        cfg = replace(cfg, batch_size=DETECTOR_TRAIN.batch_size, lr=DETECTOR_TRAIN.lr)
+                      batch_size=32, test_frames_per_domain=1,
+                      model=args.model).with_family_recipe()
     majority = n // 2 + 1
     # Generous windows: 2n processes share two cores, so a round is slow here.
     params = ChainParams(majority, majority, 600, 120, 300)

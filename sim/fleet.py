@@ -21,6 +21,7 @@ import torch
 from agent.swarm.combine import combine
 from agent.swarm.learner import Learner
 from models.codec import DENSE, FLEET_CODEC, CodecConfig, encode
+from models.detect_train import DETECTOR_TRAIN
 from models.family import FAMILIES, Classifier, Data, Detector, ModelFamily, Net
 from models.layout import flat_hash
 from models.merge import MergeConfig
@@ -60,6 +61,13 @@ class FleetConfig:
     @property
     def total_steps(self) -> int:
         return self.rounds * self.local_steps
+
+    def with_family_recipe(self) -> FleetConfig:
+        """This fleet at its family's own batch and rate: the detector trains at
+        ``DETECTOR_TRAIN``'s (models/detect_train.py); the classifier keeps the defaults."""
+        if self.model != "detector":
+            return self
+        return replace(self, batch_size=DETECTOR_TRAIN.batch_size, lr=DETECTOR_TRAIN.lr)
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(steps=self.total_steps, batch_size=self.batch_size, lr=self.lr,
