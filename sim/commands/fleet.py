@@ -11,7 +11,7 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,7 +90,6 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 def fleet_config(args: argparse.Namespace) -> FleetConfig:
     """The fleet the arguments describe, or ``UsageError`` naming what does not fit."""
     from models.codec import DENSE, CodecConfig
-    from models.detect_train import DETECTOR_TRAIN
     from models.merge import COORDINATE_RULES, MIN_DENSITY_FOR_COORDINATE_RULES, MergeConfig
     from sim.fleet import FleetConfig
 
@@ -123,13 +122,11 @@ def fleet_config(args: argparse.Namespace) -> FleetConfig:
     if problem:
         raise UsageError(f"--rule {args.rule} --byzantine {byz}: {problem}, and a round may "
                          f"have only {fewest}")
-    return FleetConfig(vehicles=args.vehicles, rounds=args.rounds, local_steps=args.local_steps,
-                       batch_size=args.batch_size or (DETECTOR_TRAIN.batch_size
-                                                      if args.model == "detector"
-                                                      else FleetConfig.batch_size),
-                       frames_per_weather=args.frames, codec=codec, merge=merge,
-                       attackers=args.attackers, attack=args.attack, seed=args.seed,
-                       model=args.model)
+    cfg = FleetConfig(vehicles=args.vehicles, rounds=args.rounds, local_steps=args.local_steps,
+                      frames_per_weather=args.frames, codec=codec, merge=merge,
+                      attackers=args.attackers, attack=args.attack, seed=args.seed,
+                      model=args.model).with_family_recipe()
+    return replace(cfg, batch_size=args.batch_size) if args.batch_size else cfg
 
 
 METRIC_NAMES = {"accuracy": "accuracy", "map50": "mAP@0.5"}

@@ -30,6 +30,18 @@ def test_sim_command_choices_and_defaults_match_the_code():
     assert args.round_timeout == NetFleetConfig().round_timeout
 
 
+def test_sim_detector_trains_at_the_daemons_detector_recipe():
+    from agent.cli import build_parser
+    from agent.config.schema import FAMILY_DEFAULTS
+
+    cfg = fleet.fleet_config(build_parser().parse_args(["sim", "--model", "detector"]))
+    want = FAMILY_DEFAULTS["detector"]
+    assert (cfg.batch_size, cfg.lr) == (want.batch_size, want.lr)
+    cfg = fleet.fleet_config(build_parser().parse_args(
+        ["sim", "--model", "detector", "--batch-size", "4"]))
+    assert (cfg.batch_size, cfg.lr) == (4, want.lr)
+
+
 def test_every_domain_scheme_drives_each_domain_on_its_own_route():
     with open_source("sim:*/*?seed=3&n=2&stride=5", len(CLASSES)) as src:
         frames = list(src)
