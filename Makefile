@@ -63,7 +63,7 @@ test-fast: install node_modules/.bin/anvil mosquitto
 	$(PY) -m pytest -q -m "not slow"
 
 bench: install node_modules/.bin/anvil
-	for b in startup render codec generalisation inference learning byzantine chain_gas round; do echo "== $$b"; $(PY) -m benchmarks.$$b || exit 1; done
+	for b in startup render codec generalisation inference learning frontier byzantine chain_gas round; do echo "== $$b"; $(PY) -m benchmarks.$$b || exit 1; done
 
 # The fleet benchmarks: fleets of processes (anvil, mosquitto), and Flower side by side. Each
 # takes 10 to 30 minutes here.

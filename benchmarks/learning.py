@@ -30,7 +30,8 @@ COMPRESSED = CodecConfig()  # 2% of the weights at 4 bits
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    # Many short rounds: what top-k at 2% needs to match dense (20 x 30 loses ~8 points).
+    # Many short rounds: what top-k at 2% needs to match dense (20 x 30 loses 6 points:
+    # benchmarks/frontier.py).
     p.add_argument("--rounds", type=int, default=300)
     p.add_argument("--local-steps", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)

@@ -38,7 +38,8 @@ class FleetConfig:
     vehicles: int = 8
     # 20 rounds of 30 steps, each vehicle sending 10% of its delta at 8 bits (25x smaller than
     # dense): 0.907 against dense 0.91. Sparser deltas need many more, shorter rounds
-    # (benchmarks/learning.py: 2% at 4 bits matches dense at 300 x 2, loses ~8 points at 20 x 30).
+    # (benchmarks/learning.py: 2% at 4 bits matches dense at 300 x 2; benchmarks/frontier.py: it
+    # loses 6 points at 20 x 30).
     rounds: int = 20
     local_steps: int = 30
     batch_size: int = 64
