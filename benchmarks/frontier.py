@@ -6,11 +6,14 @@ the in-memory fleet (``sim.fleet.run_swarm``: 8 vehicles, 20 rounds of 30 steps,
 once per codec of ``--codecs``, the merged model scored on the fleet-wide test set after every
 round. Then a star, Flower's topology with swarmdrive's codec: every payload goes up to one
 aggregator and one merged delta comes down, compressed with ``--star`` (the aggregator keeps its
-own error feedback), so a client moves one payload each way.
+own error feedback), so a client moves one payload each way. Last, fewer contributions a round:
+``--contributors`` vehicles in turn send a payload (``--star``'s codec), the others train and
+keep their delta in the residual until their turn.
 
 Prints {"codecs": [{"density", "bits", "payload_bytes", "acc_by_round"}, ...], "star":
-{"density", "bits", "up_bytes", "down_bytes", "acc_by_round"}, "rounds", "local_steps",
-"seconds"} as its last line.
+{"density", "bits", "up_bytes", "down_bytes", "acc_by_round"}, "partial": {"contributors",
+"density", "bits", "payload_bytes", "acc_by_round"}, "rounds", "local_steps", "seconds"} as its
+last line.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from agent.swarm.combine import combine
 from agent.swarm.learner import Learner
 from benchmarks.common import log, setup_threads
 from models.codec import FLEET_CODEC, CodecConfig, decode, encode
+from models.family import Data
 from models.layout import flat_hash
 from sim.fleet import FleetConfig, FleetData, RoundStats, make_fleet_data, run_swarm
 
@@ -53,12 +57,21 @@ def run_codec(cfg: FleetConfig, data: FleetData) -> dict[str, Any]:
             "acc_by_round": [round(float(st.accuracy or 0), 4) for st in rounds]}
 
 
+def fleet_learners(cfg: FleetConfig, data: FleetData) -> list[Learner]:
+    """The vehicles as ``run_swarm`` makes them: the same seeds, so the same genesis."""
+    return [Learner(d, cfg.train_config(), cfg.codec, cfg.total_steps, seed=cfg.seed * 1000 + i,
+                    family=cfg.family) for i, d in enumerate(data.train)]
+
+
+def score(cfg: FleetConfig, learner: Learner, flat: np.ndarray, test: Data) -> float:
+    learner.load(flat)
+    return round(cfg.family.score(learner.model, test), 4)
+
+
 def run_star(cfg: FleetConfig, data: FleetData, down: CodecConfig) -> dict[str, Any]:
     """The fleet through one aggregator: payloads up with ``cfg.codec``, the merged delta down
     with ``down`` and the aggregator's error feedback."""
-    learners = [Learner(d, cfg.train_config(), cfg.codec, cfg.total_steps,
-                        seed=cfg.seed * 1000 + i, family=cfg.family)
-                for i, d in enumerate(data.train)]
+    learners = fleet_learners(cfg, data)
     layout, base = learners[0].layout, learners[0].weights()
     residual = np.zeros(layout.size, np.float32)
     up, down_bytes, acc = [], [], []
@@ -70,10 +83,32 @@ def run_star(cfg: FleetConfig, data: FleetData, down: CodecConfig) -> dict[str, 
         base = base + decode(payload, layout).values
         up.append(np.mean([len(o.payload) for o in outs]))
         down_bytes.append(len(payload))
-        learners[0].load(base)
-        acc.append(round(cfg.family.score(learners[0].model, data.test), 4))
+        acc.append(score(cfg, learners[0], base, data.test))
     return {"density": down.density, "bits": down.bits, "up_bytes": round(float(np.mean(up))),
             "down_bytes": round(float(np.mean(down_bytes))), "acc_by_round": acc}
+
+
+def run_partial(cfg: FleetConfig, data: FleetData, k: int) -> dict[str, Any]:
+    """Only ``k`` vehicles contribute each round, in turn; the others train as usual and keep
+    their delta in the error-feedback residual until their turn (what fewer contributions a
+    round would cost the fleet's learning)."""
+    learners = fleet_learners(cfg, data)
+    layout, base, n = learners[0].layout, learners[0].weights(), len(learners)
+    sent, acc = [], []
+    for r in range(cfg.rounds):
+        base_hash = bytes.fromhex(flat_hash(layout, base))
+        turn = {(r * k + j) % n for j in range(k)}
+        for i, lr in enumerate(learners):
+            if i not in turn:
+                lr.step = r * cfg.local_steps
+                delta, _ = lr.train_round(base, cfg.local_steps)
+                lr.residual += delta
+        outs = [learners[i].contribute(base, base_hash, r, cfg.local_steps) for i in sorted(turn)]
+        base = combine(base, [(o.payload, o.samples) for o in outs], layout, cfg.merge).model
+        sent.append(np.mean([len(o.payload) for o in outs]))
+        acc.append(score(cfg, learners[0], base, data.test))
+    return {"contributors": k, "density": cfg.codec.density, "bits": cfg.codec.bits,
+            "payload_bytes": round(float(np.mean(sent))), "acc_by_round": acc}
 
 
 def main() -> None:
@@ -85,6 +120,9 @@ def main() -> None:
                         "0.05:8, 0.05:4, 0.03:8, 0.02:4)")
     p.add_argument("--star", type=codec_arg, default=CodecConfig(0.05, 8), metavar="D:B",
                    help="density:bits of the star's payloads, up and down (default: 0.05:8)")
+    p.add_argument("--contributors", type=int, default=2,
+                   help="vehicles contributing each round, in turn, in the partial run "
+                        "(with --star's codec; default: 2)")
     args = p.parse_args()
     setup_threads()
     t0 = time.perf_counter()
@@ -98,7 +136,10 @@ def main() -> None:
     star = run_star(replace(cfg, codec=args.star), data, args.star)
     log(f"star {args.star}: up {star['up_bytes']} and down {star['down_bytes']} bytes, "
         f"after the last round {star['acc_by_round'][-1]}")
-    print(json.dumps({"codecs": codecs, "star": star, "rounds": cfg.rounds,
+    partial = run_partial(replace(cfg, codec=args.star), data, args.contributors)
+    log(f"{args.contributors} contributors a round, {args.star}: {partial['payload_bytes']} "
+        f"bytes, after the last round {partial['acc_by_round'][-1]}")
+    print(json.dumps({"codecs": codecs, "star": star, "partial": partial, "rounds": cfg.rounds,
                       "local_steps": cfg.local_steps,
                       "seconds": round(time.perf_counter() - t0)}))
 
