@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.commands.args import int_range
 from agent.swarm.combine import combine
 from agent.swarm.learner import Learner
 from benchmarks.common import log, setup_threads
@@ -113,14 +114,14 @@ def run_partial(cfg: FleetConfig, data: FleetData, k: int) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=20)
-    p.add_argument("--local-steps", type=int, default=30)
+    p.add_argument("--rounds", type=int_range(1), default=20)
+    p.add_argument("--local-steps", type=int_range(1), default=30)
     p.add_argument("--codecs", type=codec_arg, nargs="+", default=CODECS, metavar="D:B",
                    help="density:bits of each fleet's payloads (default: 0.1:8 (the fleet's), "
                         "0.05:8, 0.05:4, 0.03:8, 0.02:4)")
     p.add_argument("--star", type=codec_arg, default=CodecConfig(0.05, 8), metavar="D:B",
                    help="density:bits of the star's payloads, up and down (default: 0.05:8)")
-    p.add_argument("--contributors", type=int, default=2,
+    p.add_argument("--contributors", type=int_range(1, FleetConfig.vehicles), default=2,
                    help="vehicles contributing each round, in turn, in the partial run "
                         "(with --star's codec; default: 2)")
     args = p.parse_args()
