@@ -28,12 +28,18 @@ import numpy as np
 
 from agent.commands.args import int_range
 from agent.swarm.combine import combine
-from agent.swarm.learner import Learner
 from benchmarks.common import log, setup_threads
 from models.codec import FLEET_CODEC, CodecConfig, decode, encode
-from models.family import Data
 from models.layout import flat_hash
-from sim.fleet import FleetConfig, FleetData, RoundStats, make_fleet_data, run_swarm
+from sim.fleet import (
+    FleetConfig,
+    FleetData,
+    RoundStats,
+    fleet_learners,
+    make_fleet_data,
+    run_swarm,
+    score_weights,
+)
 
 CODECS = [FLEET_CODEC, CodecConfig(0.05, 8), CodecConfig(0.05, 4), CodecConfig(0.03, 8),
           CodecConfig(0.02, 4)]
@@ -58,17 +64,6 @@ def run_codec(cfg: FleetConfig, data: FleetData) -> dict[str, Any]:
             "acc_by_round": [round(float(st.accuracy or 0), 4) for st in rounds]}
 
 
-def fleet_learners(cfg: FleetConfig, data: FleetData) -> list[Learner]:
-    """The vehicles as ``run_swarm`` makes them: the same seeds, so the same genesis."""
-    return [Learner(d, cfg.train_config(), cfg.codec, cfg.total_steps, seed=cfg.seed * 1000 + i,
-                    family=cfg.family) for i, d in enumerate(data.train)]
-
-
-def score(cfg: FleetConfig, learner: Learner, flat: np.ndarray, test: Data) -> float:
-    learner.load(flat)
-    return round(cfg.family.score(learner.model, test), 4)
-
-
 def run_star(cfg: FleetConfig, data: FleetData, down: CodecConfig) -> dict[str, Any]:
     """The fleet through one aggregator: payloads up with ``cfg.codec``, the merged delta down
     with ``down`` and the aggregator's error feedback."""
@@ -84,7 +79,7 @@ def run_star(cfg: FleetConfig, data: FleetData, down: CodecConfig) -> dict[str, 
         base = base + decode(payload, layout).values
         up.append(np.mean([len(o.payload) for o in outs]))
         down_bytes.append(len(payload))
-        acc.append(score(cfg, learners[0], base, data.test))
+        acc.append(round(score_weights(learners[0], base, data.test), 4))
     return {"density": down.density, "bits": down.bits, "up_bytes": round(float(np.mean(up))),
             "down_bytes": round(float(np.mean(down_bytes))), "acc_by_round": acc}
 
@@ -107,7 +102,7 @@ def run_partial(cfg: FleetConfig, data: FleetData, k: int) -> dict[str, Any]:
         outs = [learners[i].contribute(base, base_hash, r, cfg.local_steps) for i in sorted(turn)]
         base = combine(base, [(o.payload, o.samples) for o in outs], layout, cfg.merge).model
         sent.append(np.mean([len(o.payload) for o in outs]))
-        acc.append(score(cfg, learners[0], base, data.test))
+        acc.append(round(score_weights(learners[0], base, data.test), 4))
     return {"contributors": k, "density": cfg.codec.density, "bits": cfg.codec.bits,
             "payload_bytes": round(float(np.mean(sent))), "acc_by_round": acc}
 

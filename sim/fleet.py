@@ -129,14 +129,18 @@ def make_fleet_data(cfg: FleetConfig) -> FleetData:
     return FleetData(profiles, train, fleet_test_data(cfg))
 
 
+def fleet_learners(cfg: FleetConfig, data: FleetData) -> list[Learner]:
+    """One learner per vehicle, seeded by its index: the first one's weights are the genesis."""
+    return [Learner(d, cfg.train_config(), cfg.codec, cfg.total_steps, seed=cfg.seed * 1000 + i,
+                    family=cfg.family) for i, d in enumerate(data.train)]
+
+
 def run_swarm(cfg: FleetConfig, data: FleetData,
               progress: Callable[[RoundStats], None] | None = None,
               eval_every: int = 0) -> SwarmResult:
     """R rounds of swarm learning with the payloads passed in memory."""
     t0 = time.perf_counter()
-    tcfg = cfg.train_config()
-    learners = [Learner(d, tcfg, cfg.codec, cfg.total_steps, seed=cfg.seed * 1000 + i,
-                        family=cfg.family) for i, d in enumerate(data.train)]
+    learners = fleet_learners(cfg, data)
     layout = learners[0].layout
     # Every vehicle starts from the same genesis model (as the chain's round 0 will name it).
     base = learners[0].weights()
@@ -158,7 +162,7 @@ def run_swarm(cfg: FleetConfig, data: FleetData,
         base, result = combined.model, combined.merge
         acc = None
         if eval_every and ((r + 1) % eval_every == 0 or r + 1 == cfg.rounds):
-            acc = _accuracy(learners[0], base, data.test)
+            acc = score_weights(learners[0], base, data.test)
         st = RoundStats(round=r, loss=float(np.mean([o.loss for o in outs[f:]])),
                         payload_bytes=float(np.mean([len(p) for p in payloads])),
                         rejected=len(result.rejected), model_hash=flat_hash(layout, base),
@@ -168,7 +172,7 @@ def run_swarm(cfg: FleetConfig, data: FleetData,
                  st.rejected)
         if progress:
             progress(st)
-    return SwarmResult(accuracy=_accuracy(learners[0], base, data.test),
+    return SwarmResult(accuracy=score_weights(learners[0], base, data.test),
                        model_hash=flat_hash(layout, base), model=learners[0].model, rounds=stats,
                        bytes_per_round=float(np.mean([s.payload_bytes for s in stats])),
                        seconds=time.perf_counter() - t0)
@@ -187,7 +191,8 @@ def expired_commits(round_: int, n: int, liars: int) -> int:
     raise ValueError(f"{liars} of {n} vehicles lying leave no honest quorum")
 
 
-def _accuracy(learner: Learner, flat: np.ndarray, test: Data) -> float:
+def score_weights(learner: Learner, flat: np.ndarray, test: Data) -> float:
+    """The family's metric of the weights ``flat`` on ``test`` (loaded into ``learner``)."""
     learner.load(flat)
     return learner.family.score(learner.model, test)
 
