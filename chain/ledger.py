@@ -56,6 +56,7 @@ def _reverts() -> tuple[type[Exception], ...]:
 RPC_RETRIES = 30  # attempts while the endpoint is unreachable ...
 RPC_BACKOFF_S = (0.1, 2.0)  # ... waiting from 0.1 s, doubling, up to 2 s between attempts
 RECEIPT_TIMEOUT_S = 60.0
+MEMBERS_PAGE = 256  # addresses per vehicles()/observers() call: the contract's MAX_PAGE
 LOG_PAGE_BLOCKS = 10_000  # eth_getLogs range per request: what hosted providers commonly allow
 # What a node answers when the transaction we (re-)send is already in its pool or mined.
 ALREADY_SENT = ("already known", "known transaction", "already imported")
@@ -157,14 +158,15 @@ class Ledger(Protocol):
 
     address: str
 
-    def params(self) -> ChainParams: ...
-    def status(self) -> LedgerStatus: ...
+    def params(self, block: int | None = None) -> ChainParams: ...
+    def status(self, block: int | None = None) -> LedgerStatus: ...
     def is_vehicle(self, vehicle: str) -> bool: ...
     def round_model(self, round_: int) -> bytes: ...
     def release(self, version: int) -> Release: ...
-    def vehicles(self) -> list[str]: ...
-    def observers(self) -> list[str]: ...
+    def vehicles(self, block: int | None = None) -> list[str]: ...
+    def observers(self, block: int | None = None) -> list[str]: ...
     def head(self) -> int: ...
+    def first_block_at(self, timestamp: int, last: int) -> int: ...
     def head_time(self) -> tuple[int, int]: ...
     def latest_block_time(self) -> int: ...
     def events(self, from_block: int, to_block: int) -> list[ChainEvent]: ...
@@ -335,8 +337,10 @@ class Web3Ledger:
     def _retry(self, what: str, fn: Callable[[], T]) -> T:
         return with_retry(what, fn, self.retries)
 
-    def _call(self, what: str, fn: Any, *args: Any) -> Any:
-        return self._retry(what, lambda: fn(*args).call())
+    def _call(self, what: str, fn: Any, *args: Any, block: int | None = None) -> Any:
+        """A view, as of ``block`` (None: the latest)."""
+        at = "latest" if block is None else block
+        return self._retry(what, lambda: fn(*args).call(block_identifier=at))
 
     def _logs(self, what: str, from_block: int, to_block: int | None) -> list[Any]:
         """The contract's logs in ``[from_block, to_block]``, fetched page by page."""
@@ -357,24 +361,25 @@ class Web3Ledger:
             start = stop + 1
         return out
 
-    def params(self) -> ChainParams:
+    def params(self, block: int | None = None) -> ChainParams:
         c = self.contract.functions
-        return ChainParams(*(int(self._call(name, getattr(c, name)))
+        return ChainParams(*(int(self._call(name, getattr(c, name), block=block))
                              for name in ("min_peers", "quorum", "round_timeout",
                                           "fallback_slot", "finalize_window")))
 
-    def status(self) -> LedgerStatus:
+    def status(self, block: int | None = None) -> LedgerStatus:
+        """The contract's state as of ``block`` (None: the latest)."""
         c = self.contract.functions
         return LedgerStatus(
             address=self.address,
-            operator=self._call("operator", c.operator),
-            params=self.params(),
-            vehicle_count=self._call("vehicle_count", c.vehicle_count),
-            genesis_hash=self._call("genesis_hash", c.genesis_hash),
-            rounds_final=self._call("rounds_final", c.rounds_final),
-            latest_model=self._call("latest_model", c.latest_model),
-            opened_at=self._call("opened_at", c.opened_at),
-            release_count=self._call("release_count", c.release_count),
+            operator=self._call("operator", c.operator, block=block),
+            params=self.params(block),
+            vehicle_count=self._call("vehicle_count", c.vehicle_count, block=block),
+            genesis_hash=self._call("genesis_hash", c.genesis_hash, block=block),
+            rounds_final=self._call("rounds_final", c.rounds_final, block=block),
+            latest_model=self._call("latest_model", c.latest_model, block=block),
+            opened_at=self._call("opened_at", c.opened_at, block=block),
+            release_count=self._call("release_count", c.release_count, block=block),
         )
 
     def is_vehicle(self, vehicle: str) -> bool:
@@ -403,14 +408,40 @@ class Web3Ledger:
         block = self._retry("latest block", lambda: self.w3.eth.get_block("latest"))
         return int(block["timestamp"])
 
-    def vehicles(self) -> list[str]:
-        """The registered vehicles in the contract's rotation order (``vehicle_at``)."""
-        return members([e for e in self.events(0, self.head()) if isinstance(e, MemberChange)])
+    def vehicles(self, block: int | None = None) -> list[str]:
+        """The registered vehicles in the contract's rotation order (``vehicle_at``), as of
+        ``block`` (None: the latest)."""
+        return self._listing("vehicles", self.contract.functions.vehicles, block)
 
-    def observers(self) -> list[str]:
-        """The addresses the operator lets connect without being vehicles."""
-        return members([e for e in self.events(0, self.head()) if isinstance(e, MemberChange)],
-                       role="observer")
+    def observers(self, block: int | None = None) -> list[str]:
+        """The addresses the operator lets connect without being vehicles (``observer_at``),
+        as of ``block``."""
+        return self._listing("observers", self.contract.functions.observers, block)
+
+    def _listing(self, what: str, page_fn: Any, block: int | None) -> list[str]:
+        """A membership list, read page by page at one block (a consistent snapshot)."""
+        at = self.head() if block is None else block
+        out: list[str] = []
+        while True:  # bounded: each page but the last is full, and the list is finite
+            page = self._call(f"{what} from {len(out)}", page_fn, len(out), MEMBERS_PAGE,
+                              block=at)
+            out += [Web3.to_checksum_address(a) for a in page]
+            if len(page) < MEMBERS_PAGE:
+                return out
+
+    def first_block_at(self, timestamp: int, last: int) -> int:
+        """The first block in ``[0, last]`` whose timestamp is at least ``timestamp`` (``last``
+        if none is): where a round that opened at ``timestamp`` has its first events. A binary
+        search, ~log2(last) header reads, instead of reading the logs from block 0."""
+        lo, hi = 0, last
+        while lo < hi:
+            mid = (lo + hi) // 2
+            header = self._retry(f"block {mid}", functools.partial(self.w3.eth.get_block, mid))
+            if int(header["timestamp"]) < timestamp:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
 
     def events(self, from_block: int, to_block: int) -> list[ChainEvent]:
         """Every event of the contract in ``[from_block, to_block]`` that a vehicle follows,

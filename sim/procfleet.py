@@ -132,7 +132,9 @@ class ProcessFleet:
             f'[training]\nmodel = "{self.model}"\n{self.training}\n\n'
             f'[p2p]\nlisten = "/ip4/127.0.0.1/tcp/{v.port}"\n'
             f"bootstrap = [{', '.join(bootstrap)}]\n\n"
-            f'[chain]\nrpc_url = "{self.rpc_url}"\ncontract = "{self.contract}"\n\n'
+            # Polled as often as the in-process fleet (a local node, rounds of seconds).
+            f'[chain]\nrpc_url = "{self.rpc_url}"\ncontract = "{self.contract}"\n'
+            "poll_s = 0.2\n\n"
             f'[serve]\nsocket = "serve.sock"\n\n[ota]\n{self.ota}\n\n'
             + (f"[telemetry]\n{self.telemetry}\n" if self.telemetry else ""))
 

@@ -130,6 +130,9 @@ class Chain(Section):
     # How long the learner waits at start for an RPC node that does not answer (a vehicle
     # booting during an outage) before it calls the config wrong; 0: not at all.
     start_wait_s: Annotated[float, Field(ge=0, le=86_400, allow_inf_nan=False)] = 120.0
+    # How often the contract's events are read: about the chain's block time. Each poll is one
+    # or two requests; a fleet polls its RPC node with vehicles / poll_s requests a second.
+    poll_s: Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)] = 1.0
 
     @field_validator("rpc_url")
     @classmethod

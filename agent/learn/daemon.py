@@ -136,7 +136,7 @@ class LearnDaemon:
             CodecConfig(t.codec_density, t.codec_bits), t.schedule_rounds * t.local_steps,
             sampler_seed=int(identity.address, 16) % 2**63)
         vcfg = DriverConfig(local_steps=t.local_steps, checkpoint=state / "learner.ckpt",
-                            train_ahead=t.train_ahead,
+                            train_ahead=t.train_ahead, poll_s=cfg.chain.poll_s,
                             max_steps_ahead=round(t.rounds_ahead * t.local_steps),
                             rounds=None if t.last_round is None else t.last_round + 1)
         self.factory = self.learner.weights().copy()  # served again if every release is revoked

@@ -53,6 +53,7 @@ from chain.ledger import (
     ChainEvent,
     ChainParams,
     Entry,
+    LedgerStatus,
     MemberChange,
     ParamsChange,
     RoundCommitment,
@@ -135,6 +136,7 @@ class Vehicle:
     joined: trio.Event = field(default_factory=trio.Event)  # chain read, node listening
     busy_s: float = 0.0  # seconds the trainer has worked (training, and resting in its budget)
     train_cpu_s: float = 0.0  # CPU seconds of the trainer's thread (training only)
+    chain_from_block: int = -1  # where it began reading the contract's events (the open round)
 
     def __post_init__(self) -> None:
         self.layout = self.learner.layout
@@ -150,7 +152,9 @@ class Vehicle:
         self._nursery: trio.Nursery | None = None
         self._fetching, self._fetching_since = 0, 0.0  # concurrent fetches, for timing
         self._clock_offset = time.time() - time.monotonic()
-        self._changes: list[MemberChange] = []  # the registry's history, replayed
+        # The registry as of the snapshot block we joined at, then its changes since.
+        self._changes: list[MemberChange] = []
+        self._snapshot_block = -1
         self._params: ChainParams | None = None  # the latest ParamsSet seen
 
     @property
@@ -161,10 +165,7 @@ class Vehicle:
 
     async def run(self) -> None:
         """Join the fleet and take part in rounds until cancelled."""
-        ledger = self.chain.ledger
-        status = await self.chain.run(ledger.status)
-        committee = tuple(await self.chain.run(ledger.vehicles))
-        self.node.set_allowed([*committee, *await self.chain.run(ledger.observers)])
+        status, committee = await self._join_chain()
         if self.address not in committee:
             log.warning("vehicle_not_registered address=%s: announcements will be ignored",
                         self.address)
@@ -174,8 +175,8 @@ class Vehicle:
         async with self.node.running(engine.check, engine.check_attestation), \
                 trio.open_nursery() as nursery:
             self._nursery = nursery
-            log.info("vehicle_joined address=%s round=%d model=%s", self.address,
-                     status.rounds_final, status.latest_model.hex()[:12])
+            log.info("vehicle_joined address=%s round=%d model=%s from_block=%d", self.address,
+                     status.rounds_final, status.latest_model.hex()[:12], self.chain_from_block)
             self.joined.set()
             if status.latest_model != self.model_hash:
                 model = await self._fetch_model(status.rounds_final - 1, status.latest_model)
@@ -188,12 +189,28 @@ class Vehicle:
                                                   "", 0, 0, False))
             self._act(engine.start(status.rounds_final, self.model_hash, status.opened_at,
                                    self._now()))
-            # From block 0: the open round's commits (and so its expiries) replay into the
-            # engine; older events are of rounds it has left behind and are ignored.
-            nursery.start_soon(self._chain_in, 0)
+            # From the open round's first block: its commits (and so its expiries) replay into
+            # the engine; registry and parameter events up to the snapshot are in it already.
+            nursery.start_soon(self._chain_in, self.chain_from_block)
             nursery.start_soon(self._gossip_in)
             nursery.start_soon(self._attestations_in)
             nursery.start_soon(self._ticker)
+
+    async def _join_chain(self) -> tuple[LedgerStatus, tuple[str, ...]]:
+        """The contract's state (status, vehicles, observers) as of one block, the head, and
+        where to follow its events from: the open round's first block. Never a replay of the
+        whole history (a year of 2 s blocks is ~1,600 pages of logs)."""
+        ledger = self.chain.ledger
+        head = await self.chain.run(ledger.head)
+        status = await self.chain.run(ledger.status, head)
+        committee = tuple(await self.chain.run(ledger.vehicles, head))
+        observers = await self.chain.run(ledger.observers, head)
+        self._snapshot_block = head
+        self._changes = [*(MemberChange(a, "vehicle", True, head) for a in committee),
+                         *(MemberChange(a, "observer", True, head) for a in observers)]
+        self.node.set_allowed([*committee, *observers])
+        self.chain_from_block = await self.chain.run(ledger.first_block_at, status.opened_at, head)
+        return status, committee
 
     def _now(self) -> float:
         """Our estimate of the chain's clock: the pending block's timestamp at the last poll,
@@ -281,6 +298,8 @@ class Vehicle:
 
     def _on_chain(self, e: ChainEvent) -> None:
         engine, now = self._engine, self._now()
+        if isinstance(e, MemberChange | ParamsChange) and e.block <= self._snapshot_block:
+            return  # the snapshot we joined with holds it
         if isinstance(e, MemberChange):
             self._changes.append(e)
         elif isinstance(e, ParamsChange):

@@ -30,6 +30,9 @@ MAX_RELEASE_BYTES: constant(uint256) = 67108864  # 64 MiB: what a vehicle fetche
 HALF_N: constant(uint256) = 57896044618658097711785492504343953926418782139537452191302581570759080747168
 ATTEST_DOMAIN: constant(Bytes[26]) = b"swarmdrive attestation v1\x00"
 MAX_TIMING: constant(uint256) = 86400  # no round timing above a day
+# Addresses one call to vehicles() or observers() returns at most: a joining vehicle reads the
+# membership in a few calls, not one per member nor by replaying the registry's events.
+MAX_PAGE: constant(uint256) = 256
 
 struct Contribution:
     sender: address
@@ -110,6 +113,10 @@ is_observer: public(HashMap[address, bool])
 vehicle_at: public(HashMap[uint256, address])
 vehicle_index: HashMap[address, uint256]
 vehicle_count: public(uint256)
+# The observers, kept the same way (a removal moves the last one into the freed place).
+observer_at: public(HashMap[uint256, address])
+observer_index: HashMap[address, uint256]
+observer_count: public(uint256)
 
 min_peers: public(uint256)
 quorum: public(uint256)
@@ -212,8 +219,49 @@ def set_observer(observer: address, allowed: bool):
     self._only_operator()
     assert observer != empty(address), "observer cannot be the zero address"
     assert not self.is_vehicle[observer], "address is a vehicle"
+    n: uint256 = self.observer_count
+    if allowed and not self.is_observer[observer]:
+        self.observer_at[n] = observer
+        self.observer_index[observer] = n
+        self.observer_count = n + 1
+    elif not allowed and self.is_observer[observer]:
+        i: uint256 = self.observer_index[observer]
+        if i != n - 1:
+            moved: address = self.observer_at[n - 1]
+            self.observer_at[i] = moved
+            self.observer_index[moved] = i
+        self.observer_at[n - 1] = empty(address)
+        self.observer_index[observer] = 0
+        self.observer_count = n - 1
     self.is_observer[observer] = allowed
     log ObserverSet(observer=observer, allowed=allowed)
+
+
+@view
+@external
+def vehicles(start: uint256, count: uint256) -> DynArray[address, MAX_PAGE]:
+    """@notice vehicle_at(start), vehicle_at(start + 1), ...: at most count (at most 256) of
+    them, fewer past the last registered vehicle."""
+    assert count <= MAX_PAGE, "count must be at most 256"
+    out: DynArray[address, MAX_PAGE] = []
+    for i: uint256 in range(count, bound=MAX_PAGE):
+        if start >= self.vehicle_count or i >= self.vehicle_count - start:
+            break
+        out.append(self.vehicle_at[start + i])
+    return out
+
+
+@view
+@external
+def observers(start: uint256, count: uint256) -> DynArray[address, MAX_PAGE]:
+    """@notice observer_at(start), observer_at(start + 1), ...: as vehicles()."""
+    assert count <= MAX_PAGE, "count must be at most 256"
+    out: DynArray[address, MAX_PAGE] = []
+    for i: uint256 in range(count, bound=MAX_PAGE):
+        if start >= self.observer_count or i >= self.observer_count - start:
+            break
+        out.append(self.observer_at[start + i])
+    return out
 
 
 @internal

@@ -100,6 +100,8 @@ def bad_configs(tmp_path: Path, url: str, contract: str) -> dict[str, tuple[Path
                              "vehicle.key_file: key file"),
         "key file mode 0644": ({"vehicle": 'key_file = "open.key"\nstate_dir = "state"'},
                                "mode 0644 lets others read it"),
+        "no chain polling": ({"chain": good_chain + "\npoll_s = 0"},
+                             "chain.poll_s: Input should be greater than 0"),
         "unreachable RPC": ({"chain": chain_section("http://127.0.0.1:9", contract)
                              + "\nstart_wait_s = 0"},
                             "chain.rpc_url: http://127.0.0.1:9 does not answer"),

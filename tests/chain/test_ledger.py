@@ -6,10 +6,13 @@ import os
 
 import pytest
 from eth_account import Account
+from eth_tester.exceptions import TransactionFailed
+from web3.exceptions import ContractLogicError
 
+from chain import ledger as ledger_module
 from chain.compile import compile_ledger, load_artifact
 from chain.errors import LedgerRevert
-from chain.ledger import ChainParams, Entry, members
+from chain.ledger import ChainParams, Entry, MemberChange, members
 from chain.merkle import entry_leaf, merkle_root
 from chain.signing import SECP256K1_N
 from tests.chain.conftest import FLEET_PARAMS, GENESIS, advance, attest
@@ -205,23 +208,61 @@ def test_the_operator_role_moves_in_two_steps(fleet):
         fleet.operator.accept_operator()
 
 
-def test_revocation_keeps_the_rotation_order_in_step_with_the_events(fleet):
+def test_revocation_keeps_the_rotation_order_in_step_with_the_events(fleet, monkeypatch):
+    # Pages of 2: the listing must stitch pages together (the contract allows up to 256).
+    monkeypatch.setattr(ledger_module, "MEMBERS_PAGE", 2)
     op = fleet.operator
     extra = [Account.create().address for _ in range(3)]
     for a in extra:
         op.register(a)
+    before, before_block = op.vehicles(), op.head()
     op.revoke(fleet.vehicles[1].account.address)
     op.revoke(extra[2])  # the last one: nothing moves
     op.revoke(fleet.vehicles[0].account.address)
     on_chain = [op.contract.functions.vehicle_at(i).call() for i in range(op.status().
                                                                            vehicle_count)]
-    assert op.vehicles() == on_chain
+    changes = [e for e in op.events(0, op.head()) if isinstance(e, MemberChange)]
+    assert op.vehicles() == on_chain == members(changes)
     assert fleet.vehicles[1].account.address not in on_chain
+    assert op.vehicles(before_block) == before != on_chain  # a snapshot of an older block
     op.set_observer(extra[2], True)
     assert op.observers() == [extra[2]]
     with pytest.raises(LedgerRevert, match="is an observer"):
         op.register(extra[2])
     assert members([]) == []
+
+
+def test_the_observer_list_follows_its_events_through_removals(fleet, monkeypatch):
+    monkeypatch.setattr(ledger_module, "MEMBERS_PAGE", 2)
+    op = fleet.operator
+    obs = [Account.create().address for _ in range(5)]
+    for a in obs:
+        op.set_observer(a, True)
+    op.set_observer(obs[1], True)  # again: no duplicate
+    op.set_observer(obs[1], False)  # the last moves into its place
+    op.set_observer(obs[4], False)
+    op.set_observer(obs[4], False)  # again: nothing to remove
+    op.set_observer(obs[0], False)
+    changes = [e for e in op.events(0, op.head()) if isinstance(e, MemberChange)]
+    assert op.observers() == members(changes, role="observer") == [obs[2], obs[3]]
+    assert int(op.contract.functions.observer_count().call()) == 2
+    assert op.contract.functions.observers(5, 3).call() == []  # past the end: empty
+    # A plain web3 call: eth-tester and anvil raise their own errors.
+    with pytest.raises((ContractLogicError, TransactionFailed), match="count must be at most 256"):
+        op.contract.functions.vehicles(0, 257).call()
+
+
+def test_the_open_rounds_first_block_is_found_without_reading_logs(fleet):
+    op = fleet.operator
+    final = fleet.finish(0, GENESIS, h(1))
+    for a in (Account.create().address for _ in range(3)):  # blocks after the opening
+        op.register(a)
+    head, opened = op.head(), op.status().opened_at
+    first = op.first_block_at(opened, head)
+    times = [int(fleet.w3.eth.get_block(b)["timestamp"]) for b in range(head + 1)]
+    assert first == next(b for b, t in enumerate(times) if t >= opened)
+    assert first <= final.block  # the finalisation's own events are read
+    assert op.first_block_at(times[-1] + 1000, head) == head  # none that late: the head
 
 
 def test_releases_name_final_rounds(fleet):

@@ -283,6 +283,11 @@ def test_a_vehicle_killed_mid_round_restarts_from_its_checkpoint_and_contributes
     back = vehicles[victim]
     # It synced the current model by hash from its peers, then trained from there.
     assert back.node.stats["fetched"] >= 1 and min(back.timings) >= 3
+    # It read the contract's events from the round it joined, not from block 0, and skipped
+    # none that round needs.
+    assert back.chain_from_block > 0
+    assert all(c.round < min(back.timings) for c in ledger.commitments(0)
+               if c.block < back.chain_from_block)
     # ... and contributed again: with four vehicles, four distinct senders include it.
     assert [c for c in commits[3:] if len(c.contributions) == 4]
     # With quorum 3 of 4, a vehicle still fetching when the round goes final adopts it by hash.
