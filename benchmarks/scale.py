@@ -18,6 +18,7 @@ import argparse
 import json
 import statistics
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,9 @@ def main() -> None:
     torch.set_num_threads(1)
     n = args.vehicles
     cfg = FleetConfig(vehicles=n, rounds=args.rounds, local_steps=args.local_steps,
-                      batch_size=32, test_frames_per_domain=1,
-                      model=args.model).with_family_recipe()
+                      test_frames_per_domain=1, model=args.model).with_family_recipe()
+    if args.model == "classifier":  # a small budget: half the recipe's batch
+        cfg = replace(cfg, batch_size=32)
     majority = n // 2 + 1
     # Generous windows: 2n processes share two cores, so a round is slow here.
     params = ChainParams(majority, majority, 600, 120, 300)

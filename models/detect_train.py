@@ -16,9 +16,11 @@ from models.detect_data import Augment, FrameSet, geometric
 from models.detect_loss import Targets, detection_loss, frame_targets
 from models.detector import FrameNet
 from models.preprocess import MEAN_RGB, STD_RGB
+from models.recipe import RECIPES
 from models.train import TrainConfig, TrainResult, lr_at, run_schedule
 
-DETECTOR_TRAIN = TrainConfig(steps=4000, batch_size=16, lr=4e-3, weight_decay=1e-4)
+DETECTOR_TRAIN = TrainConfig(steps=4000, batch_size=RECIPES["detector"].batch_size,
+                             lr=RECIPES["detector"].lr, weight_decay=1e-4)
 
 
 def photometric(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:

@@ -21,10 +21,10 @@ import torch
 from agent.swarm.combine import combine
 from agent.swarm.learner import Learner
 from models.codec import DENSE, FLEET_CODEC, CodecConfig, encode
-from models.detect_train import DETECTOR_TRAIN
 from models.family import FAMILIES, Classifier, Data, Detector, ModelFamily, Net
 from models.layout import flat_hash
 from models.merge import MergeConfig
+from models.recipe import RECIPES
 from models.train import TrainConfig, make_optimizer
 from sim.attacks import attack, claimed_samples
 from sim.datasets import fleet_test_frames, fleet_test_set
@@ -42,8 +42,8 @@ class FleetConfig:
     # loses 6 points at 20 x 30).
     rounds: int = 20
     local_steps: int = 30
-    batch_size: int = 64
-    lr: float = 3e-3
+    batch_size: int = RECIPES["classifier"].batch_size
+    lr: float = RECIPES["classifier"].lr
     frames_per_weather: int = 60  # each vehicle's own drive, per weather of its profile
     test_frames_per_domain: int = 8
     codec: CodecConfig = FLEET_CODEC
@@ -64,11 +64,10 @@ class FleetConfig:
         return self.rounds * self.local_steps
 
     def with_family_recipe(self) -> FleetConfig:
-        """This fleet at its family's own batch and rate: the detector trains at
-        ``DETECTOR_TRAIN``'s (models/detect_train.py); the classifier keeps the defaults."""
-        if self.model != "detector":
-            return self
-        return replace(self, batch_size=DETECTOR_TRAIN.batch_size, lr=DETECTOR_TRAIN.lr)
+        """This fleet at its family's own batch and rate (models/recipe.py), as the daemon
+        trains it."""
+        recipe = RECIPES[self.model]
+        return replace(self, batch_size=recipe.batch_size, lr=recipe.lr)
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(steps=self.total_steps, batch_size=self.batch_size, lr=self.lr,

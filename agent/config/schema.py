@@ -16,6 +16,8 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from models.recipe import RECIPES, Recipe
+
 MAX_CONFIG_BYTES = 1 << 20
 M = TypeVar("M", bound=BaseModel)
 
@@ -55,15 +57,14 @@ class Source(Section):
 class FamilyDefaults:
     """What a key left out means, by the model a vehicle learns (``training.model``)."""
 
-    batch_size: int  # samples per step
-    lr: float  # the schedule's peak
+    recipe: Recipe  # batch and rate
     max_samples: int  # kept in the buffer: ~3 kB a crop, ~230 kB a 320x240 frame
 
 
 FAMILY_DEFAULTS = {
     # 500 frames are 115 MB, held twice in memory while the learner reloads its buffer.
-    "detector": FamilyDefaults(batch_size=16, lr=4e-3, max_samples=500),
-    "classifier": FamilyDefaults(batch_size=64, lr=3e-3, max_samples=20_000),  # ~60 MB of crops
+    "detector": FamilyDefaults(RECIPES["detector"], max_samples=500),
+    "classifier": FamilyDefaults(RECIPES["classifier"], max_samples=20_000),  # ~60 MB of crops
 }
 
 
@@ -97,10 +98,10 @@ class Training(Section):
     last_round: Annotated[int, Field(ge=0)] | None = None  # stop after it (simulated fleets)
 
     def steps_batch(self) -> int:
-        return self.batch_size or FAMILY_DEFAULTS[self.model].batch_size
+        return self.batch_size or FAMILY_DEFAULTS[self.model].recipe.batch_size
 
     def peak_lr(self) -> float:
-        return self.lr or FAMILY_DEFAULTS[self.model].lr
+        return self.lr or FAMILY_DEFAULTS[self.model].recipe.lr
 
 
 class P2P(Section):

@@ -35,7 +35,7 @@ def test_sim_detector_trains_at_the_daemons_detector_recipe():
     from agent.config.schema import FAMILY_DEFAULTS
 
     cfg = fleet.fleet_config(build_parser().parse_args(["sim", "--model", "detector"]))
-    want = FAMILY_DEFAULTS["detector"]
+    want = FAMILY_DEFAULTS["detector"].recipe
     assert (cfg.batch_size, cfg.lr) == (want.batch_size, want.lr)
     cfg = fleet.fleet_config(build_parser().parse_args(
         ["sim", "--model", "detector", "--batch-size", "4"]))
