@@ -27,6 +27,7 @@ from agent.learn.daemon import factory_hash
 from agent.p2p.identity import Identity
 from agent.serve import installed
 from agent.serve.client import ServeClient
+from agent.swarm.driver import FAST_POLL_S
 from chain.keys import load_key, new_key_file
 from chain.launch import Anvil, free_port, fund
 from chain.ledger import ChainParams, RoundFinal, Web3Ledger, deploy
@@ -132,9 +133,8 @@ class ProcessFleet:
             f'[training]\nmodel = "{self.model}"\n{self.training}\n\n'
             f'[p2p]\nlisten = "/ip4/127.0.0.1/tcp/{v.port}"\n'
             f"bootstrap = [{', '.join(bootstrap)}]\n\n"
-            # Polled as often as the in-process fleet (a local node, rounds of seconds).
             f'[chain]\nrpc_url = "{self.rpc_url}"\ncontract = "{self.contract}"\n'
-            "poll_s = 0.2\n\n"
+            f"poll_s = {FAST_POLL_S}\n\n"
             f'[serve]\nsocket = "serve.sock"\n\n[ota]\n{self.ota}\n\n'
             + (f"[telemetry]\n{self.telemetry}\n" if self.telemetry else ""))
 

@@ -68,6 +68,7 @@ from models.merge import MergeConfig, MergeError
 log = logging.getLogger(__name__)
 KEEP_TIMINGS = 1000  # rounds of timing kept in memory by a long-running daemon
 SYNC_BACKOFF_S = (0.5, 4.0)  # fetching a final model by hash: first wait, cap
+FAST_POLL_S = 0.2  # chain polling of simulated fleets: a local node, rounds of seconds
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class VehicleConfig:
     merge: MergeConfig = MergeConfig()
     engine: EngineConfig = EngineConfig()  # the round's parameters come from the chain
     tick_s: float = 0.1
-    poll_s: float = 0.2  # chain polling interval
+    poll_s: float = FAST_POLL_S  # chain polling interval (the daemon: [chain] poll_s)
     rounds: int | None = None  # stop contributing after this round count (the simulator)
     sit_out_retry_s: float = 5.0  # too few samples to train: look again this much later
     checkpoint: Path | None = None

@@ -224,7 +224,7 @@ def set_observer(observer: address, allowed: bool):
         self.observer_at[n] = observer
         self.observer_index[observer] = n
         self.observer_count = n + 1
-    elif not allowed and self.is_observer[observer]:
+    elif not allowed and self.is_observer[observer]:  # as revoke() does for vehicles
         i: uint256 = self.observer_index[observer]
         if i != n - 1:
             moved: address = self.observer_at[n - 1]
