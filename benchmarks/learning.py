@@ -7,7 +7,8 @@ every weather). ``--model classifier`` (crops, scored by accuracy: keys ``*_acc`
 Same data and budget for everyone: a vehicle alone trains rounds x local_steps steps on its own
 data; the swarm's vehicles train the same steps and merge every local_steps; the central model
 trains the same number of steps on the pooled data with the fleet's batch (vehicles x batch),
-i.e. the fleet's total compute.
+i.e. the fleet's total compute. Each at its family's rates (models/recipe.py): the swarm's
+vehicles at the fleet's, each vehicle alone and central at one trainer's.
 
 Prints {"local_acc_mean", "local_acc_min", "central_acc", "swarm_dense_acc",
 "swarm_compressed_acc", "dense_bytes_per_round", "compressed_bytes_per_round",

@@ -44,6 +44,9 @@ class FleetConfig:
     local_steps: int = 30
     batch_size: int = RECIPES["classifier"].batch_size
     lr: float = RECIPES["classifier"].lr
+    # The baselines' rate (each vehicle alone, central): one trainer with no merge to average
+    # its steps' noise away. None: the fleet's ``lr``.
+    solo_lr: float | None = None
     frames_per_weather: int = 60  # each vehicle's own drive, per weather of its profile
     test_frames_per_domain: int = 8
     codec: CodecConfig = FLEET_CODEC
@@ -64,13 +67,15 @@ class FleetConfig:
         return self.rounds * self.local_steps
 
     def with_family_recipe(self) -> FleetConfig:
-        """This fleet at its family's own batch and rate (models/recipe.py), as the daemon
-        trains it."""
+        """This fleet at its family's own batch and rates (models/recipe.py), as the daemon
+        trains it and as one trainer alone does."""
         recipe = RECIPES[self.model]
-        return replace(self, batch_size=recipe.batch_size, lr=recipe.lr)
+        return replace(self, batch_size=recipe.batch_size, lr=recipe.lr, solo_lr=recipe.solo_lr)
 
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(steps=self.total_steps, batch_size=self.batch_size, lr=self.lr,
+    def train_config(self, solo: bool = False) -> TrainConfig:
+        """A vehicle's schedule over the whole run; ``solo``: a baseline's, at ``solo_lr``."""
+        lr = self.solo_lr if solo and self.solo_lr is not None else self.lr
+        return TrainConfig(steps=self.total_steps, batch_size=self.batch_size, lr=lr,
                            seed=self.seed)
 
 
@@ -197,11 +202,12 @@ def score_weights(learner: Learner, flat: np.ndarray, test: Data) -> float:
 
 
 def run_local(cfg: FleetConfig, data: FleetData) -> list[float]:
-    """Each vehicle alone: the same steps and schedule on its own data, never merging."""
+    """Each vehicle alone: the same steps and schedule (at ``solo_lr``) on its own data, never
+    merging."""
     accs = []
     for i, d in enumerate(data.train):
-        lr = Learner(d, cfg.train_config(), DENSE, cfg.total_steps, seed=cfg.seed * 1000 + i,
-                     family=cfg.family)
+        lr = Learner(d, cfg.train_config(solo=True), DENSE, cfg.total_steps,
+                     seed=cfg.seed * 1000 + i, family=cfg.family)
         lr.train_round(lr.weights(), cfg.total_steps)
         accs.append(cfg.family.score(lr.model, data.test))
         log.info("local vehicle=%d accuracy=%.4f", i, accs[-1])
@@ -209,8 +215,9 @@ def run_local(cfg: FleetConfig, data: FleetData) -> list[float]:
 
 
 def run_central(cfg: FleetConfig, data: FleetData) -> float:
-    """One model on the pooled data with the fleet's total compute (batch x vehicles)."""
-    tcfg = replace(cfg.train_config(), batch_size=cfg.batch_size * cfg.vehicles)
+    """One model on the pooled data with the fleet's total compute (batch x vehicles), at
+    ``solo_lr``."""
+    tcfg = replace(cfg.train_config(solo=True), batch_size=cfg.batch_size * cfg.vehicles)
     torch.manual_seed(cfg.seed * 1000)
     fam = cfg.family
     model = fam.new_model()

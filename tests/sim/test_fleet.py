@@ -8,6 +8,7 @@ import pytest
 
 from models.codec import CodecConfig
 from models.merge import MergeConfig
+from models.recipe import RECIPES
 from sim.attacks import alie_z
 from sim.fleet import FleetConfig, make_fleet_data, run_swarm
 from sim.profiles import fleet_profiles
@@ -32,6 +33,15 @@ def test_the_fleet_learns_the_detector_reproducibly_with_compressed_deltas():
     assert all(r.payload_bytes < dense / 50 for r in a.rounds)  # 1% at 8 bits, with indices
     assert all(r.rejected == 0 for r in a.rounds)
     assert 0.0 <= a.accuracy <= 1.0  # mAP@0.5 of the merged detector
+
+
+def test_the_baselines_train_at_one_trainers_rate_and_the_swarm_at_the_fleets():
+    detector = replace(SMALL, model="detector").with_family_recipe()
+    assert detector.train_config().lr == RECIPES["detector"].lr
+    assert detector.train_config(solo=True).lr == RECIPES["detector"].solo_lr
+    assert RECIPES["detector"].solo_lr < RECIPES["detector"].lr
+    # A fleet given one rate (a scenario's) uses it for its baselines too.
+    assert replace(SMALL, lr=5e-3).train_config(solo=True).lr == 5e-3
 
 
 def test_profiles_are_distinct_and_skewed():
