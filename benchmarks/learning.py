@@ -7,8 +7,8 @@ every weather). ``--model classifier`` (crops, scored by accuracy: keys ``*_acc`
 Same data and budget for everyone: a vehicle alone trains rounds x local_steps steps on its own
 data; the swarm's vehicles train the same steps and merge every local_steps; the central model
 trains the same number of steps on the pooled data with the fleet's batch (vehicles x batch),
-i.e. the fleet's total compute. Each at its family's rates (models/recipe.py): the swarm's
-vehicles at the fleet's, each vehicle alone and central at one trainer's.
+i.e. the fleet's total compute. All at the family's rate (models/recipe.py); ``--lr`` sets the
+swarm's alone (the detector's swarm at 2-step rounds learns faster at 8e-3: docs/detector.md).
 
 Prints {"local_acc_mean", "local_acc_min", "central_acc", "swarm_dense_acc",
 "swarm_compressed_acc", "dense_bytes_per_round", "compressed_bytes_per_round",
@@ -37,12 +37,18 @@ def main() -> None:
     p.add_argument("--local-steps", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", choices=("classifier", "detector"), default="classifier")
+    p.add_argument("--lr", type=float, default=None,
+                   help="the swarm's peak rate (default: the family's; the baselines keep it)")
     p.add_argument("--frames", type=int, default=60, help="each vehicle's frames per weather")
     args = p.parse_args()
+    if args.lr is not None and not args.lr > 0:
+        p.error(f"--lr {args.lr}: a rate must be positive")
     setup_threads()
     t0 = time.perf_counter()
     cfg = FleetConfig(vehicles=8, rounds=args.rounds, local_steps=args.local_steps, seed=args.seed,
                       frames_per_weather=args.frames, model=args.model).with_family_recipe()
+    if args.lr is not None:
+        cfg = replace(cfg, lr=args.lr)
     m = "acc" if args.model == "classifier" else "map50"
     data = make_fleet_data(cfg)
     log(f"profiles: {', '.join(p.name for p in data.profiles)}; test set {len(data.test)}")
@@ -74,6 +80,7 @@ def main() -> None:
         "compression_ratio": round(fp32_bytes / comp.bytes_per_round, 1),
         "dense_payload_bytes_per_round": round(dense.bytes_per_round),  # fp32 through zstd
         "rounds": cfg.rounds, "local_steps": cfg.local_steps, "batch_size": cfg.batch_size,
+        "swarm_lr": cfg.lr, "baseline_lr": cfg.train_config(solo=True).lr,
         "codec": {"density": COMPRESSED.density, "bits": COMPRESSED.bits},
         "seconds": round(time.perf_counter() - t0),
     }))

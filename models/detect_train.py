@@ -19,9 +19,8 @@ from models.preprocess import MEAN_RGB, STD_RGB
 from models.recipe import RECIPES
 from models.train import TrainConfig, TrainResult, lr_at, run_schedule
 
-# One trainer on all its frames (`swarmdrive train`, the detection benchmarks).
 DETECTOR_TRAIN = TrainConfig(steps=4000, batch_size=RECIPES["detector"].batch_size,
-                             lr=RECIPES["detector"].solo_lr, weight_decay=1e-4)
+                             lr=RECIPES["detector"].lr, weight_decay=1e-4)
 
 
 def photometric(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:

@@ -44,8 +44,8 @@ class FleetConfig:
     local_steps: int = 30
     batch_size: int = RECIPES["classifier"].batch_size
     lr: float = RECIPES["classifier"].lr
-    # The baselines' rate (each vehicle alone, central): one trainer with no merge to average
-    # its steps' noise away. None: the fleet's ``lr``.
+    # The baselines' rate (each vehicle alone, central), when the swarm's ``lr`` is tuned for
+    # its rounds and theirs is not. None: the fleet's ``lr``.
     solo_lr: float | None = None
     frames_per_weather: int = 60  # each vehicle's own drive, per weather of its profile
     test_frames_per_domain: int = 8
@@ -67,10 +67,10 @@ class FleetConfig:
         return self.rounds * self.local_steps
 
     def with_family_recipe(self) -> FleetConfig:
-        """This fleet at its family's own batch and rates (models/recipe.py), as the daemon
-        trains it and as one trainer alone does."""
+        """This fleet, and its baselines, at its family's own batch and rate (models/recipe.py),
+        as the daemon trains it."""
         recipe = RECIPES[self.model]
-        return replace(self, batch_size=recipe.batch_size, lr=recipe.lr, solo_lr=recipe.solo_lr)
+        return replace(self, batch_size=recipe.batch_size, lr=recipe.lr, solo_lr=recipe.lr)
 
     def train_config(self, solo: bool = False) -> TrainConfig:
         """A vehicle's schedule over the whole run; ``solo``: a baseline's, at ``solo_lr``."""

@@ -82,7 +82,7 @@ class Training(Section):
     model: Literal["detector", "classifier"] = "detector"
     local_steps: PositiveInt = 30  # per round
     batch_size: PositiveInt | None = None  # default: 16 frames or 64 crops
-    lr: PositiveFloat | None = None  # the schedule's peak; default: 8e-3 or 3e-3
+    lr: PositiveFloat | None = None  # the schedule's peak; default: 4e-3 or 3e-3
     schedule_rounds: PositiveInt = 1000  # the learning rate decays to zero over these rounds
     threads: Annotated[int, Field(ge=1, le=64)] = 1
     cpu_share: Annotated[float, Field(gt=0, le=1)] = 0.5  # of wall time spent training, at most

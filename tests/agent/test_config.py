@@ -54,7 +54,7 @@ def test_every_schema_problem_is_named_by_its_key_path(tmp_path):
 def test_what_a_left_out_key_means_follows_the_model_learnt(tmp_path):
     detector = load(write_config(tmp_path, training='model = "detector"'))
     assert (detector.training.steps_batch(), detector.training.peak_lr(),
-            detector.buffer_samples()) == (16, 8e-3, 500)
+            detector.buffer_samples()) == (16, 4e-3, 500)
     classifier = load(write_config(tmp_path, training='model = "classifier"\nbatch_size = 8',
                                    buffer="max_samples = 50"))
     assert (classifier.training.steps_batch(), classifier.training.peak_lr(),
