@@ -17,7 +17,7 @@ from models.detect_loss import Targets, detection_loss, frame_targets
 from models.detector import FrameNet
 from models.preprocess import MEAN_RGB, STD_RGB
 from models.recipe import RECIPES
-from models.train import TrainConfig, TrainResult, lr_at, run_schedule
+from models.train import TrainConfig, TrainResult, autocast, lr_at, run_schedule
 
 DETECTOR_TRAIN = TrainConfig(steps=4000, batch_size=RECIPES["detector"].batch_size,
                              lr=RECIPES["detector"].lr, weight_decay=1e-4)
@@ -85,8 +85,9 @@ def run_steps(model: FrameNet, opt: torch.optim.Optimizer, data: FrameSet, first
             group["lr"] = lr_at(step, total, cfg)
         rng = np.random.default_rng(int(torch.randint(1 << 62, (1,), generator=g)))
         x, target = get_batch(model, data, cfg.batch_size, aug, rng, g)
-        heat, dist = model(x)
-        loss, _ = detection_loss(heat, dist, target, model.config.stride)
+        with autocast(cfg):
+            heat, dist = model(x)
+        loss, _ = detection_loss(heat.float(), dist.float(), target, model.config.stride)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         # GIoU's gradients spike when a box first overlaps its target; clip to keep the

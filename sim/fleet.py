@@ -57,6 +57,7 @@ class FleetConfig:
     attack: str = "sign_flip"
     seed: int = 0
     model: str = "classifier"  # or "detector": a family of models.family.FAMILIES
+    bf16: bool = False  # every arm's training in bfloat16 (models/train.py, TrainConfig.bf16)
 
     @property
     def family(self) -> ModelFamily:
@@ -76,7 +77,7 @@ class FleetConfig:
         """A vehicle's schedule over the whole run; ``solo``: a baseline's, at ``solo_lr``."""
         lr = self.solo_lr if solo and self.solo_lr is not None else self.lr
         return TrainConfig(steps=self.total_steps, batch_size=self.batch_size, lr=lr,
-                           seed=self.seed)
+                           seed=self.seed, bf16=self.bf16)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from models.codec import CodecConfig
 from models.errors import ExportError
 from models.family import FAMILIES, ModelFamily
 from models.layout import ModelLayout, flat_hash
-from models.train import TrainConfig
+from models.train import TrainConfig, use_bf16
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class LearnDaemon:
         self.learner = BufferedLearner(
             self.buffer, t.min_samples, t.cpu_share,
             TrainConfig(steps=t.schedule_rounds * t.local_steps, batch_size=t.steps_batch(),
-                        lr=t.peak_lr()),
+                        lr=t.peak_lr(), bf16=use_bf16(t.precision)),
             CodecConfig(t.codec_density, t.codec_bits), t.schedule_rounds * t.local_steps,
             sampler_seed=int(identity.address, 16) % 2**63)
         vcfg = DriverConfig(local_steps=t.local_steps, checkpoint=state / "learner.ckpt",
@@ -320,8 +320,9 @@ class LearnDaemon:
             for f in self.feeds:
                 nursery.start_soon(self._read_camera, f)
             await self._until_joined()
-            log.info("learner_ready address=%s peers=%d samples=%d", self.identity.address,
-                     self.peers(), self.buffer.samples)
+            log.info("learner_ready address=%s peers=%d samples=%d bf16=%s",
+                     self.identity.address, self.peers(), self.buffer.samples,
+                     self.learner.train_cfg.bf16)
             self.notifier.ready(self.status_line())
             self.ready.set()
             nursery.start_soon(self._watchdog)

@@ -39,14 +39,15 @@ def chain_section(url: str, contract: str) -> str:
 def test_every_schema_problem_is_named_by_its_key_path(tmp_path):
     cfg = write_config(tmp_path, vehicle='key_file = "k"\nstate_dir = 3\nbogus = 1',
                        p2p='listen = "tcp"', buffer="held_out = 1.5",
-                       training='model = "yolo"\ncodec_density = 0\ncodec_bits = 6',
+                       training='model = "yolo"\nprecision = "fp16"\ncodec_density = 0\n'
+                                'codec_bits = 6',
                        chain='rpc_url = "ftp://x"\ncontract = "0x12"')
     with pytest.raises(ConfigError) as e:
         load(cfg)
     assert [p.split(":")[0] for p in e.value.problems] == [
         "vehicle.state_dir", "vehicle.bogus", "buffer.held_out", "training.model",
-        "training.codec_density", "training.codec_bits", "p2p.listen", "chain.rpc_url",
-        "chain.contract"]
+        "training.precision", "training.codec_density", "training.codec_bits", "p2p.listen",
+        "chain.rpc_url", "chain.contract"]
     assert "vehicle.bogus: unknown key" in e.value.problems
     assert any("'detector' or 'classifier'" in p for p in e.value.problems)
 

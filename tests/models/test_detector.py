@@ -141,15 +141,22 @@ def test_a_flip_and_zoom_move_the_boxes_with_the_pixels():
             assert out[cy, cx].min() > 200  # the box's centre is still on the white patch
 
 
-def test_a_few_steps_lower_the_loss(frames):
-    torch.manual_seed(0)
-    model = FrameNet(CFG)
-    opt = make_optimizer(model, DETECTOR_TRAIN)
-    g = torch.Generator().manual_seed(0)
-    cfg = replace(DETECTOR_TRAIN, steps=30, batch_size=8)
-    losses = run_steps(model, opt, frames, 0, 30, 30, cfg, g, Augment.none())
-    assert np.mean(losses[-5:]) < 0.85 * np.mean(losses[:5])
-    assert evaluate(model, frames, CLASSES).frames == len(frames)
+def test_a_few_steps_lower_the_loss_in_float32_and_in_bfloat16(frames):
+    losses = {}
+    for bf16 in (False, True):
+        torch.manual_seed(0)
+        model = FrameNet(CFG)
+        opt = make_optimizer(model, DETECTOR_TRAIN)
+        g = torch.Generator().manual_seed(0)
+        cfg = replace(DETECTOR_TRAIN, steps=30, batch_size=8, bf16=bf16)
+        losses[bf16] = run_steps(model, opt, frames, 0, 30, 30, cfg, g, Augment.none())
+        assert np.mean(losses[bf16][-5:]) < 0.85 * np.mean(losses[bf16][:5])
+        assert evaluate(model, frames, CLASSES).frames == len(frames)
+        # bfloat16 is the arithmetic's only: the weights the swarm merges stay float32
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    # the same first batch through both precisions: close, but not the same arithmetic
+    assert losses[True][0] != losses[False][0]
+    assert losses[True][0] == pytest.approx(losses[False][0], rel=0.02)
 
 
 def test_the_loss_has_gradients_for_both_heads(frames):

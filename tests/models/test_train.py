@@ -6,7 +6,7 @@ from models.checkpoint import state_hash
 from models.evaluate import evaluate, report
 from models.net import CropNet, NetConfig
 from models.preprocess import to_input
-from models.train import TrainConfig, get_batch, tensors, train
+from models.train import TrainConfig, get_batch, tensors, train, use_bf16
 from sim.datasets import domains_crops
 from sim.world import CLASSES
 from tests.conftest import SMALL_DOMAINS
@@ -59,3 +59,9 @@ def test_a_batch_is_normalised_when_drawn_exactly_as_the_whole_set_would_be(trai
     flip = torch.rand(32, generator=g2) < 0.5
     want = torch.where(flip[:, None, None, None], whole[idx].flip(3), whole[idx])
     assert torch.equal(xb, want) and torch.equal(yb, y[idx]) and flip.any() and not flip.all()
+
+
+def test_a_vehicle_trains_in_bfloat16_when_told_or_when_its_cpu_computes_it():
+    assert (use_bf16("fp32"), use_bf16("bf16")) == (False, True)
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert use_bf16("auto") is native
