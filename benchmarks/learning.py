@@ -9,6 +9,8 @@ data; the swarm's vehicles train the same steps and merge every local_steps; the
 trains the same number of steps on the pooled data with the fleet's batch (vehicles x batch),
 i.e. the fleet's total compute. All at the family's rate (models/recipe.py); ``--lr`` sets the
 swarm's alone (the detector's swarm at 2-step rounds learns faster at 8e-3: docs/detector.md).
+``--density`` and ``--bits`` set the compressed swarm's codec (2% at 4 bits by default);
+``--bf16`` trains every arm in bfloat16.
 
 Prints {"local_acc_mean", "local_acc_min", "central_acc", "swarm_dense_acc",
 "swarm_compressed_acc", "dense_bytes_per_round", "compressed_bytes_per_round",
@@ -44,7 +46,7 @@ def main() -> None:
     p.add_argument("--bits", type=int, default=CodecConfig().bits,
                    help="the compressed swarm's bits per value: 4, 8 or 32 (default %(default)s)")
     p.add_argument("--bf16", action="store_true",
-                   help="train every arm in bfloat16 (2.2x faster on a CPU with AVX512-BF16)")
+                   help="train every arm in bfloat16 (1.5x faster on a CPU with AVX512-BF16)")
     args = p.parse_args()
     if args.lr is not None and not args.lr > 0:
         p.error(f"--lr {args.lr}: a rate must be positive")

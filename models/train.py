@@ -33,8 +33,9 @@ class TrainConfig:
     warmup: float = 0.1  # fraction of the steps spent warming up
     seed: int = 0
     log_every: int = 100
-    # Forward and backward in bfloat16 (weights, optimiser and loss stay float32): 2.2x faster
-    # on a CPU with AVX512-BF16 or AMX, slower on one without (docs/detector.md, "bfloat16").
+    # Forward and backward in bfloat16 (weights, optimiser and loss stay float32): a step is
+    # 1.5x faster on a CPU with AVX512-BF16 or AMX, slower on one without (docs/detector.md,
+    # "Training in bfloat16").
     bf16: bool = False
 
 

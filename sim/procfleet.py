@@ -313,7 +313,8 @@ def run_process_fleet(cfg: FleetConfig, test: Data, root: Path, params: ChainPar
     training = (f"local_steps = {cfg.local_steps}\nbatch_size = {cfg.batch_size}\n"
                 f"lr = {cfg.lr}\nschedule_rounds = {cfg.rounds}\nmin_samples = 32\n"
                 f"cpu_share = {cpu_share}\nlast_round = {cfg.rounds - 1}\n"
-                f"train_ahead = {str(train_ahead).lower()}")
+                f"train_ahead = {str(train_ahead).lower()}\n"
+                f"precision = \"{'bf16' if cfg.bf16 else 'fp32'}\"")
     budget = contextlib.nullcontext(None) if cpu_per_vehicle is None \
         else CpuBudget(cpu_per_vehicle)
     with Anvil(root / "anvil.json") as chain, Mosquitto(root / "mosquitto") as broker, \

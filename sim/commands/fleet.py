@@ -83,6 +83,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                         "(libp2p; later committers get 20 s each)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of drives and weights")
     p.add_argument("--threads", type=int_range(1, 256), default=2, help="torch CPU threads")
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                   help="training arithmetic: bf16 is ~1.5x faster on a CPU with AVX512-BF16 or "
+                   "AMX and slower on one without; auto picks by this CPU")
     p.add_argument("--out", type=Path, help="folder for result.json and the final model.pt")
     p.set_defaults(run=run)
 
@@ -91,6 +94,7 @@ def fleet_config(args: argparse.Namespace) -> FleetConfig:
     """The fleet the arguments describe, or ``UsageError`` naming what does not fit."""
     from models.codec import DENSE, CodecConfig
     from models.merge import COORDINATE_RULES, MIN_DENSITY_FOR_COORDINATE_RULES, MergeConfig
+    from models.train import use_bf16
     from sim.fleet import FleetConfig
 
     if args.processes and (args.transport != "libp2p" or args.baselines):
@@ -125,7 +129,7 @@ def fleet_config(args: argparse.Namespace) -> FleetConfig:
     cfg = FleetConfig(vehicles=args.vehicles, rounds=args.rounds, local_steps=args.local_steps,
                       frames_per_weather=args.frames, codec=codec, merge=merge,
                       attackers=args.attackers, attack=args.attack, seed=args.seed,
-                      model=args.model).with_family_recipe()
+                      model=args.model, bf16=use_bf16(args.precision)).with_family_recipe()
     return replace(cfg, batch_size=args.batch_size) if args.batch_size else cfg
 
 

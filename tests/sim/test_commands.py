@@ -42,6 +42,13 @@ def test_sim_detector_trains_at_the_daemons_detector_recipe():
     assert (cfg.batch_size, cfg.lr) == (4, want.lr)
 
 
+def test_sim_trains_in_float32_unless_told_otherwise():
+    from agent.cli import build_parser
+
+    assert not fleet.fleet_config(build_parser().parse_args(["sim"])).bf16
+    assert fleet.fleet_config(build_parser().parse_args(["sim", "--precision", "bf16"])).bf16
+
+
 def test_every_domain_scheme_drives_each_domain_on_its_own_route():
     with open_source("sim:*/*?seed=3&n=2&stride=5", len(CLASSES)) as src:
         frames = list(src)
