@@ -29,7 +29,6 @@ from models.codec import DENSE, CodecConfig
 from sim.fleet import FleetConfig, RoundStats, make_fleet_data, run_central, run_local, run_swarm
 
 
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     # Many short rounds: what top-k at 2% needs to match dense (20 x 30 loses 6 points:

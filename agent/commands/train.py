@@ -50,6 +50,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help="frames (detector, default 16) or crops (classifier, default 128) a step")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of data and weights")
     p.add_argument("--threads", type=int_range(1, 256), default=2, help="torch CPU threads")
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                   help="training arithmetic: bf16 is ~1.5x faster on a CPU with AVX512-BF16 or "
+                   "AMX and slower on one without; auto picks by this CPU")
     p.add_argument("--eval-frames", type=non_negative_int, default=8,
                    help="frames per domain of the fleet-wide test set (0: skip evaluation)")
     p.set_defaults(run=run)
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from models.classes import CLASSES
     from models.evaluate import evaluate
     from models.net import CropNet, NetConfig
-    from models.train import TrainConfig, train
+    from models.train import TrainConfig, train, use_bf16
 
     torch.set_num_threads(args.threads)
     config = NetConfig(n_classes=len(CLASSES))
@@ -90,12 +93,13 @@ def run(args: argparse.Namespace) -> int:
               "more frames)", file=sys.stderr)
     torch.manual_seed(args.seed)
     model = CropNet(config)
-    cfg = TrainConfig(steps=args.steps or 1200, batch_size=args.batch_size or 128, seed=args.seed)
+    cfg = TrainConfig(steps=args.steps or 1200, batch_size=args.batch_size or 128, seed=args.seed,
+                      bf16=use_bf16(args.precision))
     result = train(model, data, cfg, progress=lambda step, loss: print(
         f"step {step}/{cfg.steps} loss {loss:.4f}", file=sys.stderr, flush=True))
     summary: dict[str, object] = {"out": str(args.out), "crops": len(data),
                                   "steps": result.steps, "final_loss": round(result.final_loss, 5),
-                                  "train_s": round(result.seconds, 1)}
+                                  "train_s": round(result.seconds, 1), "bf16": cfg.bf16}
     if args.eval_frames > 0:
         spec = EVAL_SOURCE.format(seed=args.seed, frames=args.eval_frames)
         test = collect_crops([spec], len(CLASSES), config.input_size, args.max_frames,
@@ -118,6 +122,7 @@ def train_detector(args: argparse.Namespace, sources: list[str]) -> int:
     from models.detect_eval import evaluate
     from models.detect_train import DETECTOR_TRAIN, train
     from models.detector import DetConfig, FrameNet
+    from models.train import use_bf16
 
     torch.set_num_threads(args.threads)
     config = DetConfig(n_classes=len(CLASSES))
@@ -125,7 +130,8 @@ def train_detector(args: argparse.Namespace, sources: list[str]) -> int:
     got = collect_frames(sources, len(CLASSES), size, args.max_frames, "train")
     data = got.frames
     cfg = replace(DETECTOR_TRAIN, steps=args.steps or DETECTOR_TRAIN.steps,
-                  batch_size=args.batch_size or DETECTOR_TRAIN.batch_size, seed=args.seed)
+                  batch_size=args.batch_size or DETECTOR_TRAIN.batch_size, seed=args.seed,
+                  bf16=use_bf16(args.precision))
     print(f"training the detector on {len(data)} frames ({data.objects()} objects) for "
           f"{cfg.steps} steps", file=sys.stderr, flush=True)
     torch.manual_seed(args.seed)
@@ -135,7 +141,7 @@ def train_detector(args: argparse.Namespace, sources: list[str]) -> int:
     summary: dict[str, object] = {"out": str(args.out), "model": "detector",
                                   "frames": len(data), "objects": data.objects(),
                                   "steps": result.steps, "final_loss": round(result.final_loss, 5),
-                                  "train_s": round(result.seconds, 1)}
+                                  "train_s": round(result.seconds, 1), "bf16": cfg.bf16}
     if args.eval_frames > 0:
         spec = EVAL_SOURCE.format(seed=args.seed, frames=args.eval_frames)
         test = collect_frames([spec], len(CLASSES), size, args.max_frames, "evaluate").frames

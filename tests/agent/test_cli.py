@@ -99,10 +99,10 @@ def test_infer_on_a_video_writes_an_annotated_video(frames, detector, tmp_path):
 
 def test_train_export_and_infer_a_detector(tmp_path):
     r = swarmdrive("train", "--model", "detector", "--frames", "1", "--steps", "2",
-                   "--eval-frames", "1", "--out", tmp_path / "det.pt")
+                   "--eval-frames", "1", "--precision", "bf16", "--out", tmp_path / "det.pt")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
-    assert summary["model"] == "detector" and summary["frames"] > 0
+    assert summary["model"] == "detector" and summary["frames"] > 0 and summary["bf16"]
     assert 0 <= summary["fleet_test"]["map50"] <= 1
     r = swarmdrive("export", tmp_path / "det.pt", "--int8", "--calibration-frames", "1",
                    "--out", tmp_path / "det8.onnx")
