@@ -15,6 +15,7 @@ from pathlib import Path
 from agent.commands.args import (
     UsageError,
     add_command,
+    add_precision,
     check_output_file,
     int_range,
     non_negative_int,
@@ -50,9 +51,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help="frames (detector, default 16) or crops (classifier, default 128) a step")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of data and weights")
     p.add_argument("--threads", type=int_range(1, 256), default=2, help="torch CPU threads")
-    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
-                   help="training arithmetic: bf16 is ~1.5x faster on a CPU with AVX512-BF16 or "
-                   "AMX and slower on one without; auto picks by this CPU")
+    add_precision(p)
     p.add_argument("--eval-frames", type=non_negative_int, default=8,
                    help="frames per domain of the fleet-wide test set (0: skip evaluation)")
     p.set_defaults(run=run)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from agent.commands.args import (
     UsageError,
     add_command,
+    add_precision,
     check_output_dir,
     float_range,
     int_range,
@@ -83,9 +84,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                         "(libp2p; later committers get 20 s each)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of drives and weights")
     p.add_argument("--threads", type=int_range(1, 256), default=2, help="torch CPU threads")
-    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
-                   help="training arithmetic: bf16 is ~1.5x faster on a CPU with AVX512-BF16 or "
-                   "AMX and slower on one without; auto picks by this CPU")
+    add_precision(p)
     p.add_argument("--out", type=Path, help="folder for result.json and the final model.pt")
     p.set_defaults(run=run)
 
