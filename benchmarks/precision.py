@@ -20,7 +20,7 @@ import torch
 
 from benchmarks.common import cpu, setup_threads
 from models.detector import DetConfig, FrameNet
-from models.train import TrainConfig, autocast, use_bf16
+from models.train import TrainConfig, autocast, native_bf16
 from sim.fleet import FleetConfig, fleet_learners, make_fleet_data
 
 
@@ -73,7 +73,7 @@ def main() -> None:
     result: dict[str, object] = {k: round(v, 4) for k, v in out.items()}
     result.update(step_speedup=round(out["step_fp32_s"] / out["step_bf16_s"], 2),
                   threads=torch.get_num_threads(), batch=fleet.batch_size, cpu=cpu(),
-                  native_bf16=use_bf16("auto"))
+                  native_bf16=native_bf16())
     print(json.dumps(result))
 
 

@@ -100,11 +100,21 @@ def run_steps(model: CropNet, opt: torch.optim.Optimizer, x: np.ndarray, y: torc
     return losses
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX). Elsewhere torch
+    emulates it, ~10x slower than float32 (benchmarks/precision.py, docs/detector.md)."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
 def use_bf16(precision: str) -> bool:
     """Whether a vehicle configured for ``precision`` ("fp32", "bf16", or "auto": bfloat16
-    where the CPU computes it natively) trains in bfloat16."""
+    where the CPU computes it natively) trains in bfloat16. "bf16" on a CPU that emulates it
+    is obeyed, with a warning: the operator asked for it, but it costs ~10x."""
     if precision == "auto":
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return native_bf16()
+    if precision == "bf16" and not native_bf16():
+        log.warning("bf16_emulated reason=%s slowdown=~10x hint=%s",
+                    "this CPU has neither AVX512-BF16 nor AMX", "precision auto or fp32")
     return precision == "bf16"
 
 

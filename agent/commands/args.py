@@ -90,7 +90,7 @@ def add_precision(parser: argparse.ArgumentParser) -> None:
     """``--precision``: the training arithmetic (``models.train.use_bf16`` resolves it)."""
     parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
                         help="training arithmetic: bf16 is ~1.5x faster on a CPU with "
-                        "AVX512-BF16 or AMX and slower on one without; auto picks by this CPU")
+                        "AVX512-BF16 or AMX and ~10x slower on one without; auto picks by this CPU")
 
 
 def _probe_dir(folder: Path, what: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.exit_codes import ExitCode
+from models.train import native_bf16
 
 
 def swarmdrive(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -103,6 +104,7 @@ def test_train_export_and_infer_a_detector(tmp_path):
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["model"] == "detector" and summary["frames"] > 0 and summary["bf16"]
+    assert ("bf16_emulated" in r.stderr) is not native_bf16()  # told, where it costs ~10x
     assert 0 <= summary["fleet_test"]["map50"] <= 1
     r = swarmdrive("export", tmp_path / "det.pt", "--int8", "--calibration-frames", "1",
                    "--out", tmp_path / "det8.onnx")

@@ -1,7 +1,10 @@
+import logging
+
 import numpy as np
 import pytest
 import torch
 
+import models.train
 from models.checkpoint import state_hash
 from models.evaluate import evaluate, report
 from models.net import CropNet, NetConfig
@@ -65,3 +68,19 @@ def test_a_vehicle_trains_in_bfloat16_when_told_or_when_its_cpu_computes_it():
     assert (use_bf16("fp32"), use_bf16("bf16")) == (False, True)
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     assert use_bf16("auto") is native
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bfloat16_asked_for_on_a_cpu_that_emulates_it_is_obeyed_with_a_warning(monkeypatch,
+                                                                               native):
+    monkeypatch.setattr(models.train, "native_bf16", lambda: native)
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = seen.append  # type: ignore[method-assign]
+    logger = logging.getLogger("models.train")
+    logger.addHandler(handler)
+    try:
+        assert use_bf16("bf16") and use_bf16("auto") is native and not use_bf16("fp32")
+    finally:
+        logger.removeHandler(handler)
+    assert [r.getMessage().split()[0] for r in seen] == ([] if native else ["bf16_emulated"])
