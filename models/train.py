@@ -113,8 +113,8 @@ def use_bf16(precision: str) -> bool:
     if precision == "auto":
         return native_bf16()
     if precision == "bf16" and not native_bf16():
-        log.warning("bf16_emulated reason=%s slowdown=~10x hint=%s",
-                    "this CPU has neither AVX512-BF16 nor AMX", "precision auto or fp32")
+        log.warning("bf16_emulated slowdown=~10x: this CPU has neither AVX512-BF16 nor AMX; "
+                    "set precision to auto or fp32")
     return precision == "bf16"
 
 
