@@ -12,9 +12,14 @@ swarm's alone (the detector's swarm at 2-step rounds learns faster at 8e-3: docs
 ``--density`` and ``--bits`` set the compressed swarm's codec (2% at 4 bits by default);
 ``--bf16`` trains every arm in bfloat16.
 
+A long run can be split: ``--arms`` runs some of the four arms, and ``--results FILE`` keeps
+each arm's figures as soon as it ends; a later run with the same settings and file runs only
+the arms still missing. Each arm is seeded on its own, so the figures are those of one run.
+
 Prints {"local_acc_mean", "local_acc_min", "central_acc", "swarm_dense_acc",
 "swarm_compressed_acc", "dense_bytes_per_round", "compressed_bytes_per_round",
-"compression_ratio", ...} as its last line (``map50`` for ``acc`` with the detector).
+"compression_ratio", ...} as its last line (``map50`` for ``acc`` with the detector), or the
+figures so far and ``"missing"`` arms.
 """
 
 from __future__ import annotations
@@ -22,11 +27,106 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
 
 from benchmarks.common import log, setup_threads
+from models.atomic import atomic_write_bytes
 from models.codec import DENSE, CodecConfig
-from sim.fleet import FleetConfig, RoundStats, make_fleet_data, run_central, run_local, run_swarm
+from models.layout import ModelLayout
+from sim.fleet import (
+    FleetConfig,
+    FleetData,
+    RoundStats,
+    make_fleet_data,
+    run_central,
+    run_local,
+    run_swarm,
+)
+
+ARMS = ("dense", "compressed", "local", "central")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """What one arm measured: its model's score (each vehicle's, for ``local``)."""
+    scores: list[float]
+    seconds: float
+    bytes_per_round: float = 0.0  # what each swarm vehicle sent
+
+
+def run_arm(arm: str, cfg: FleetConfig, compressed: CodecConfig, data: FleetData) -> Arm:
+    """One arm, from its own seeds: its figures do not depend on the arms run before it."""
+    t0 = time.perf_counter()
+    every = max(1, cfg.rounds // 10)
+
+    def progress(st: RoundStats) -> None:
+        if (st.round + 1) % every == 0:
+            log(f"{arm}: round {st.round + 1}/{cfg.rounds} loss {st.loss:.3f} "
+                f"bytes {st.payload_bytes:.0f}")
+
+    sent = 0.0
+    if arm in ("dense", "compressed"):
+        swarm = run_swarm(replace(cfg, codec=DENSE if arm == "dense" else compressed), data,
+                          progress)
+        scores, sent = [swarm.accuracy], swarm.bytes_per_round
+    elif arm == "local":
+        scores = run_local(cfg, data)
+    else:
+        scores = [run_central(cfg, data)]
+    out = Arm(scores, time.perf_counter() - t0, sent)
+    log(f"{arm}: {json.dumps(asdict(out))}")
+    return out
+
+
+def load_results(path: Path, settings: dict[str, object]) -> dict[str, Arm]:
+    """The arms already run with ``settings`` in ``path`` (none if it does not exist yet)."""
+    if not path.exists():
+        return {}
+    try:
+        saved = json.loads(path.read_text())
+        arms = {a: Arm(**f) for a, f in saved["arms"].items() if a in ARMS}
+        same = saved["settings"] == settings
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SystemExit(f"--results {path}: not a results file of this benchmark ({e})") from None
+    if not same:
+        differ = sorted(k for k in settings if saved["settings"].get(k) != settings[k])
+        raise SystemExit(f"--results {path}: holds figures for other settings (differ in "
+                         f"{', '.join(differ)}); name another file")
+    return arms
+
+
+def summary(arms: dict[str, Arm], cfg: FleetConfig, compressed: CodecConfig,
+            metric: str) -> dict[str, object]:
+    """The benchmark's figures from those of the arms run so far."""
+    fp32_bytes = 4 * ModelLayout.of(cfg.family.new_model().state_dict()).size
+    out: dict[str, object] = {"model": cfg.model}
+    if "local" in arms:
+        local = arms["local"].scores
+        out[f"local_{metric}_mean"] = round(sum(local) / len(local), 4)
+        out[f"local_{metric}_min"] = round(min(local), 4)
+    for arm, key in (("central", "central"), ("dense", "swarm_dense"),
+                     ("compressed", "swarm_compressed")):
+        if arm in arms:
+            out[f"{key}_{metric}"] = round(arms[arm].scores[0], 4)
+    out["dense_bytes_per_round"] = fp32_bytes
+    if "compressed" in arms:
+        out["compressed_bytes_per_round"] = round(arms["compressed"].bytes_per_round)
+        out["compression_ratio"] = round(fp32_bytes / arms["compressed"].bytes_per_round, 1)
+    if "dense" in arms:  # fp32 through zstd
+        out["dense_payload_bytes_per_round"] = round(arms["dense"].bytes_per_round)
+    out.update({
+        "rounds": cfg.rounds, "local_steps": cfg.local_steps, "batch_size": cfg.batch_size,
+        "swarm_lr": cfg.lr, "baseline_lr": cfg.train_config(solo=True).lr, "bf16": cfg.bf16,
+        "codec": {"density": compressed.density, "bits": compressed.bits},
+        "seconds": round(sum(a.seconds for a in arms.values())),
+    })
+    missing = [a for a in ARMS if a not in arms]
+    if missing:
+        out["missing"] = missing
+    return out
 
 
 def main() -> None:
@@ -46,55 +146,47 @@ def main() -> None:
                    help="the compressed swarm's bits per value: 4, 8 or 32 (default %(default)s)")
     p.add_argument("--bf16", action="store_true",
                    help="train every arm in bfloat16 (1.5x faster on a CPU with AVX512-BF16)")
+    p.add_argument("--arms", default=",".join(ARMS),
+                   help="the arms to run, comma-separated (default: %(default)s)")
+    p.add_argument("--results", type=Path, default=None,
+                   help="a JSON file that keeps each arm's figures; arms already in it for the "
+                        "same settings are not run again")
     args = p.parse_args()
     if args.lr is not None and not args.lr > 0:
         p.error(f"--lr {args.lr}: a rate must be positive")
+    if args.rounds < 1 or args.local_steps < 1 or args.frames < 1:
+        p.error("--rounds, --local-steps and --frames must be at least 1")
+    wanted = [a for a in args.arms.split(",") if a]
+    unknown = sorted(set(wanted) - set(ARMS))
+    if unknown or not wanted:
+        p.error(f"--arms {args.arms}: name some of {', '.join(ARMS)}")
     try:
         compressed = CodecConfig(density=args.density, bits=args.bits)
     except ValueError as e:
         p.error(str(e))
     setup_threads()
-    t0 = time.perf_counter()
     cfg = FleetConfig(vehicles=8, rounds=args.rounds, local_steps=args.local_steps, seed=args.seed,
                       frames_per_weather=args.frames, model=args.model,
                       bf16=args.bf16).with_family_recipe()
     if args.lr is not None:
         cfg = replace(cfg, lr=args.lr)
-    m = "acc" if args.model == "classifier" else "map50"
-    data = make_fleet_data(cfg)
-    log(f"profiles: {', '.join(p.name for p in data.profiles)}; test set {len(data.test)}")
-    every = max(1, cfg.rounds // 10)
-
-    def progress(st: RoundStats) -> None:
-        if (st.round + 1) % every == 0:
-            log(f"round {st.round + 1}/{cfg.rounds} loss {st.loss:.3f} "
-                f"bytes {st.payload_bytes:.0f}")
-
-    dense = run_swarm(replace(cfg, codec=DENSE), data, progress)
-    log(f"swarm dense: {dense.accuracy:.4f} in {dense.seconds:.0f} s")
-    comp = run_swarm(replace(cfg, codec=compressed), data, progress)
-    log(f"swarm compressed: {comp.accuracy:.4f} in {comp.seconds:.0f} s")
-    local = run_local(cfg, data)
-    log(f"local: {[round(a, 4) for a in local]}")
-    central = run_central(cfg, data)
-    log(f"central: {central:.4f}")
-    fp32_bytes = 4 * sum(t.numel() for t in comp.model.state_dict().values())
-    print(json.dumps({
-        "model": args.model,
-        f"local_{m}_mean": round(sum(local) / len(local), 4),
-        f"local_{m}_min": round(min(local), 4),
-        f"central_{m}": round(central, 4),
-        f"swarm_dense_{m}": round(dense.accuracy, 4),
-        f"swarm_compressed_{m}": round(comp.accuracy, 4),
-        "dense_bytes_per_round": fp32_bytes,
-        "compressed_bytes_per_round": round(comp.bytes_per_round),
-        "compression_ratio": round(fp32_bytes / comp.bytes_per_round, 1),
-        "dense_payload_bytes_per_round": round(dense.bytes_per_round),  # fp32 through zstd
-        "rounds": cfg.rounds, "local_steps": cfg.local_steps, "batch_size": cfg.batch_size,
-        "swarm_lr": cfg.lr, "baseline_lr": cfg.train_config(solo=True).lr, "bf16": cfg.bf16,
-        "codec": {"density": compressed.density, "bits": compressed.bits},
-        "seconds": round(time.perf_counter() - t0),
-    }))
+    # Threads change floating point sums (and the figures by a point or more): part of a run.
+    settings: dict[str, object] = {**asdict(cfg), "compressed": asdict(compressed),
+                         "threads": torch.get_num_threads()}
+    settings = json.loads(json.dumps(settings))  # as it reads back from the file
+    arms = load_results(args.results, settings) if args.results else {}
+    todo = [a for a in ARMS if a in wanted and a not in arms]
+    if todo:
+        data = make_fleet_data(cfg)
+        log(f"profiles: {', '.join(p.name for p in data.profiles)}; test set {len(data.test)}")
+    for arm in todo:
+        arms[arm] = run_arm(arm, cfg, compressed, data)
+        if args.results:
+            atomic_write_bytes(args.results, json.dumps(
+                {"settings": settings, "arms": {a: asdict(f) for a, f in arms.items()}},
+                indent=1).encode())
+    print(json.dumps(summary(arms, cfg, compressed, "acc" if args.model == "classifier"
+                             else "map50")))
 
 
 if __name__ == "__main__":

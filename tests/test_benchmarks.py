@@ -1,0 +1,50 @@
+"""The learning benchmark split into parts gives the figures of one whole run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TINY = ["--rounds", "2", "--local-steps", "1", "--frames", "8"]
+
+
+def learning(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "benchmarks.learning", *TINY, *map(str, args)],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "SWARMDRIVE_THREADS": "1"})
+
+
+def figures(r: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.splitlines()[-1])
+    del out["seconds"]  # the one figure that differs from run to run
+    return out
+
+
+def test_arms_run_apart_give_the_figures_of_one_run(tmp_path: Path) -> None:
+    whole = figures(learning("--arms", "dense,central"))
+    results = tmp_path / "results.json"
+    first = figures(learning("--arms", "dense", "--results", results))
+    assert first["missing"] == ["compressed", "local", "central"]
+    assert "central_acc" not in first
+    second = figures(learning("--arms", "central", "--results", results))
+    assert second == whole  # dense read back from the file, central run now
+    assert second["missing"] == ["compressed", "local"]
+    assert set(json.loads(results.read_text())["arms"]) == {"dense", "central"}
+    # Done arms are not run again: nothing to do, the same figures.
+    assert figures(learning("--arms", "dense", "--results", results)) == whole
+
+
+def test_results_of_other_settings_are_refused(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"settings": {"rounds": 3}, "arms": {}}))
+    r = learning("--arms", "central", "--results", results)
+    assert r.returncode != 0
+    assert f"--results {results}: holds figures for other settings" in r.stderr
+    assert "rounds" in r.stderr and "Traceback" not in r.stderr
+    results.write_text("not json")
+    r = learning("--arms", "central", "--results", results)
+    assert r.returncode != 0 and "not a results file of this benchmark" in r.stderr
