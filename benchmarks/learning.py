@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import log, setup_threads
+from benchmarks.common import cpu, log, setup_threads
 from models.atomic import atomic_write_bytes
 from models.codec import DENSE, CodecConfig
 from models.layout import ModelLayout
@@ -55,6 +55,7 @@ class Arm:
     scores: list[float]
     seconds: float
     bytes_per_round: float = 0.0  # what each swarm vehicle sent
+    cpu: str = ""  # the CPU it ran on: parts of a run may run on different machines
 
 
 def run_arm(arm: str, cfg: FleetConfig, compressed: CodecConfig, data: FleetData) -> Arm:
@@ -76,7 +77,7 @@ def run_arm(arm: str, cfg: FleetConfig, compressed: CodecConfig, data: FleetData
         scores = run_local(cfg, data)
     else:
         scores = [run_central(cfg, data)]
-    out = Arm(scores, time.perf_counter() - t0, sent)
+    out = Arm(scores, time.perf_counter() - t0, sent, str(cpu()["model"]))
     log(f"{arm}: {json.dumps(asdict(out))}")
     return out
 
@@ -122,6 +123,7 @@ def summary(arms: dict[str, Arm], cfg: FleetConfig, compressed: CodecConfig,
         "swarm_lr": cfg.lr, "baseline_lr": cfg.train_config(solo=True).lr, "bf16": cfg.bf16,
         "codec": {"density": compressed.density, "bits": compressed.bits},
         "seconds": round(sum(a.seconds for a in arms.values())),
+        "cpus": sorted({a.cpu for a in arms.values()}),
     })
     missing = [a for a in ARMS if a not in arms]
     if missing:
@@ -172,7 +174,7 @@ def main() -> None:
         cfg = replace(cfg, lr=args.lr)
     # Threads change floating point sums (and the figures by a point or more): part of a run.
     settings: dict[str, object] = {**asdict(cfg), "compressed": asdict(compressed),
-                         "threads": torch.get_num_threads()}
+                                   "threads": torch.get_num_threads()}
     settings = json.loads(json.dumps(settings))  # as it reads back from the file
     arms = load_results(args.results, settings) if args.results else {}
     todo = [a for a in ARMS if a in wanted and a not in arms]
