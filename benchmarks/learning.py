@@ -123,7 +123,7 @@ def summary(arms: dict[str, Arm], cfg: FleetConfig, compressed: CodecConfig,
         "swarm_lr": cfg.lr, "baseline_lr": cfg.train_config(solo=True).lr, "bf16": cfg.bf16,
         "codec": {"density": compressed.density, "bits": compressed.bits},
         "seconds": round(sum(a.seconds for a in arms.values())),
-        "cpus": sorted({a.cpu for a in arms.values()}),
+        "cpus": sorted({a.cpu for a in arms.values()} - {""}),  # "": not recorded
     })
     missing = [a for a in ARMS if a not in arms]
     if missing:
