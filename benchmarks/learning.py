@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from agent.commands.args import OutputPathError, check_output_file
 from benchmarks.common import cpu, log, setup_threads
 from models.atomic import atomic_write_bytes
 from models.codec import DENSE, CodecConfig
@@ -176,6 +177,11 @@ def main() -> None:
     settings: dict[str, object] = {**asdict(cfg), "compressed": asdict(compressed),
                                    "threads": torch.get_num_threads()}
     settings = json.loads(json.dumps(settings))  # as it reads back from the file
+    if args.results:
+        try:  # before any arm runs: an hour's figures must have somewhere to go
+            check_output_file(args.results, "--results")
+        except OutputPathError as e:
+            p.error(str(e))
     arms = load_results(args.results, settings) if args.results else {}
     todo = [a for a in ARMS if a in wanted and a not in arms]
     if todo:

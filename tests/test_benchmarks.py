@@ -48,3 +48,11 @@ def test_results_of_other_settings_are_refused(tmp_path: Path) -> None:
     results.write_text("not json")
     r = learning("--arms", "central", "--results", results)
     assert r.returncode != 0 and "not a results file of this benchmark" in r.stderr
+
+
+def test_an_unwritable_results_file_is_refused_before_any_arm_runs(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    r = learning("--arms", "central", "--results", blocker / "results.json")
+    assert r.returncode == 2 and "--results" in r.stderr and "Traceback" not in r.stderr
+    assert "central:" not in r.stderr  # refused before training
