@@ -150,9 +150,9 @@ def show_net(r: RoundReport, rounds: int, metric: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = fleet_config(args)
-    if args.out:
+    if args.out:  # first: the config may warn (bf16 emulated), and a bad --out ends the run
         check_output_dir(args.out)
+    cfg = fleet_config(args)
     import torch
 
     from models.atomic import atomic_write_bytes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from agent.camera.source import open_source
 from models.classes import CLASSES
@@ -74,3 +75,15 @@ def test_town_wildcard_with_one_weather():
     with open_source("sim:*/ClearNight?n=1", 8) as src:
         origins = [f.origin for f in src]
     assert len(origins) == len(TOWNS) and all("/ClearNight?" in o for o in origins)
+
+
+def test_sim_refuses_a_bad_out_before_it_says_anything_else(tmp_path, caplog):
+    from agent.cli import build_parser
+    from agent.commands.args import OutputPathError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    args = build_parser().parse_args(["sim", "--precision", "bf16", "--out", str(blocker)])
+    with caplog.at_level("WARNING"), pytest.raises(OutputPathError, match="is a file"):
+        fleet.run(args)
+    assert not caplog.records  # not even bf16_emulated, on a CPU that emulates bfloat16
