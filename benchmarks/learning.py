@@ -90,6 +90,7 @@ def load_results(path: Path, settings: dict[str, object]) -> dict[str, Arm]:
     try:
         saved = json.loads(path.read_text())
         arms = {a: Arm(**f) for a, f in saved["arms"].items() if a in ARMS}
+        saved["settings"].setdefault("fleet_momentum", False)  # a file from before the option
         same = saved["settings"] == settings
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise SystemExit(f"--results {path}: not a results file of this benchmark ({e})") from None
@@ -122,6 +123,7 @@ def summary(arms: dict[str, Arm], cfg: FleetConfig, compressed: CodecConfig,
     out.update({
         "rounds": cfg.rounds, "local_steps": cfg.local_steps, "batch_size": cfg.batch_size,
         "swarm_lr": cfg.lr, "baseline_lr": cfg.train_config(solo=True).lr, "bf16": cfg.bf16,
+        "fleet_momentum": cfg.fleet_momentum,
         "codec": {"density": compressed.density, "bits": compressed.bits},
         "seconds": round(sum(a.seconds for a in arms.values())),
         "cpus": sorted({a.cpu for a in arms.values()} - {""}),  # "": not recorded
@@ -149,6 +151,8 @@ def main() -> None:
                    help="the compressed swarm's bits per value: 4, 8 or 32 (default %(default)s)")
     p.add_argument("--bf16", action="store_true",
                    help="train every arm in bfloat16 (1.5x faster on a CPU with AVX512-BF16)")
+    p.add_argument("--fleet-momentum", action="store_true",
+                   help="the swarm's vehicles follow the merge's momentum (agent/swarm/learner.py)")
     p.add_argument("--arms", default=",".join(ARMS),
                    help="the arms to run, comma-separated (default: %(default)s)")
     p.add_argument("--results", type=Path, default=None,
@@ -170,7 +174,7 @@ def main() -> None:
     setup_threads()
     cfg = FleetConfig(vehicles=8, rounds=args.rounds, local_steps=args.local_steps, seed=args.seed,
                       frames_per_weather=args.frames, model=args.model,
-                      bf16=args.bf16).with_family_recipe()
+                      bf16=args.bf16, fleet_momentum=args.fleet_momentum).with_family_recipe()
     if args.lr is not None:
         cfg = replace(cfg, lr=args.lr)
     # Threads change floating point sums (and the figures by a point or more): part of a run.

@@ -18,6 +18,14 @@ merge) and the rest of the steps follow. The round's delta is taken against the 
 always, so the merge stays bit-reproducible and verifiable; only the steps taken before the
 commit was verified are stale, computed at a guess rather than the merge (delayed SGD, one
 round at most).
+
+Fleet momentum (``fleet_momentum``): a vehicle's AdamW momentum would follow its own town's
+gradients, so the fleet's mean step is shorter and more crooked than central training's. After
+each merge the learner moves its first moment so that, under its own second moment, the round's
+steps would have produced the fleet's merged update rather than its own contribution: every
+vehicle then carries on in the fleet's direction (as Mime does with a server's optimiser state,
+here recovered from the merge itself, with no extra bytes). Only local training changes; the
+merge and its verification do not.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import torch
 from models.codec import ANONYMOUS, CodecConfig, encode
 from models.family import CLASSIFIER, Data, ModelFamily
 from models.layout import ModelLayout
-from models.train import TrainConfig, make_optimizer
+from models.train import TrainConfig, lr_at, make_optimizer
 
 
 class SitOut(Exception):
@@ -58,7 +66,8 @@ class _Ahead:
 
 class Learner:
     def __init__(self, data: Data, train_cfg: TrainConfig, codec: CodecConfig,
-                 total_steps: int, seed: int, family: ModelFamily = CLASSIFIER) -> None:
+                 total_steps: int, seed: int, family: ModelFamily = CLASSIFIER,
+                 fleet_momentum: bool = False) -> None:
         torch.manual_seed(seed)
         self.family = family
         self.model = family.new_model()
@@ -72,6 +81,10 @@ class Learner:
         self._ahead: _Ahead | None = None
         self._verified: tuple[int, np.ndarray] | None = None  # (round, its base), handed over
         self._handover = threading.Lock()  # by the driver's loop to the training thread
+        self.fleet_momentum = fleet_momentum
+        # (round, base + what our payload carried): where our contribution alone would have
+        # moved the model; the next round's base says where the fleet moved it.
+        self._mine: tuple[int, np.ndarray] | None = None
 
     def set_data(self, data: Data) -> None:
         """Train on ``data`` from now on (a vehicle's buffer grows and turns over)."""
@@ -88,7 +101,8 @@ class Learner:
         """What a restart needs besides the model: optimiser, residual, sampler, schedule (a
         copy: training may go on while it is written out)."""
         return {"opt": copy.deepcopy(self.opt.state_dict()), "residual": self.residual.copy(),
-                "rng": self.g.get_state(), "step": self.step}
+                "rng": self.g.get_state(), "step": self.step,
+                "mine": None if self._mine is None else (self._mine[0], self._mine[1].copy())}
 
     def restore(self, state: dict[str, object]) -> None:
         self.opt.load_state_dict(state["opt"])  # type: ignore[arg-type]
@@ -99,6 +113,10 @@ class Learner:
         self.residual = residual
         self.g.set_state(state["rng"])  # type: ignore[arg-type]
         self.step = int(state["step"])  # type: ignore[call-overload]
+        mine = state.get("mine")  # absent from a state saved before fleet momentum
+        self._mine = None
+        if isinstance(mine, tuple) and np.shape(mine[1]) == (self.layout.size,):
+            self._mine = (int(mine[0]), np.asarray(mine[1], np.float32))
 
     def _steps(self, steps: int) -> list[float]:
         """``steps`` steps of the schedule from ``self.step``; returns their losses."""
@@ -174,9 +192,38 @@ class Learner:
             raise SitOut("no labelled samples to train on yet")
         if self._ahead is not None and self._ahead.round != round_:
             self._ahead = None
+        mine, self._mine = self._mine, None
+        if self.fleet_momentum and mine is not None and mine[0] == round_ - 1:
+            self._follow_fleet(base - mine[1], round_ - 1, local_steps)
         # The schedule follows the fleet's round, not ours (steps taken ahead count).
         self.step = round_ * local_steps + (len(self._ahead.losses) if self._ahead else 0)
         delta, loss = self.train_round(base, local_steps)
+        before = self.residual
         payload, self.residual = encode(delta, self.layout, base_hash, round_, self.codec,
                                         self.residual, author)
+        if self.fleet_momentum:  # what the payload carries: the delta and residual, less the rest
+            self._mine = (round_, base + delta + before - self.residual)
         return Contributed(payload=payload, samples=self.samples, loss=loss, delta=delta)
+
+    def _follow_fleet(self, gap: np.ndarray, round_: int, local_steps: int) -> None:
+        """Move AdamW's first moment by the update ``gap`` (the fleet's merged update less our
+        contribution to round ``round_``), turned into gradient units: an Adam step moves a
+        weight by lr * m_hat / (sqrt(v_hat) + eps), ``local_steps`` times a round."""
+        group = self.opt.param_groups[0]
+        (beta1, beta2), eps = group["betas"], group["eps"]
+        first = round_ * local_steps
+        lr = float(np.mean([lr_at(s, self.total_steps, self.train_cfg)
+                            for s in range(first, first + local_steps)]))
+        if not lr > 0:
+            return
+        params = dict(self.model.named_parameters())
+        for spec in self.layout.tensors:
+            p = params.get(spec.name)
+            st = self.opt.state.get(p) if p is not None else None
+            if not st:
+                continue
+            t = float(st["step"])
+            piece = torch.from_numpy(gap[spec.offset:spec.offset + spec.numel]).view(spec.shape)
+            scale = (st["exp_avg_sq"] / (1 - beta2 ** t)).sqrt_().add_(eps)
+            scale.mul_((1 - beta1 ** t) / (local_steps * lr))
+            st["exp_avg"].addcmul_(piece, scale, value=-1.0)

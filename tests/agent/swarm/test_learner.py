@@ -106,3 +106,64 @@ def test_a_slow_round_lets_the_trainer_go_on_past_its_local_steps(trained):
     b.step = 10
     b._steps(8)
     assert np.array_equal(delta, merged + (b.weights() - origin) - merged)
+
+
+def _adam_steps(lr: Learner, local_steps: int, round_: int) -> dict[str, np.ndarray]:
+    """Where AdamW's first moment would move each weight in ``local_steps`` steps of round
+    ``round_`` at the current second moment (bias-corrected, as the optimiser steps)."""
+    from models.train import lr_at
+
+    group = lr.opt.param_groups[0]
+    (b1, b2), eps = group["betas"], group["eps"]
+    rate = np.mean([lr_at(s, lr.total_steps, lr.train_cfg)
+                    for s in range(round_ * local_steps, (round_ + 1) * local_steps)])
+    out = {}
+    for name, p in lr.model.named_parameters():
+        st, t = lr.opt.state[p], float(lr.opt.state[p]["step"])
+        m_hat, v_hat = st["exp_avg"] / (1 - b1 ** t), st["exp_avg_sq"] / (1 - b2 ** t)
+        out[name] = (-local_steps * rate * m_hat / (v_hat.sqrt() + eps)).numpy().copy()
+    return out
+
+
+def test_fleet_momentum_moves_the_first_moment_onto_the_fleets_update(trained):
+    a, b = (Learner(trained.data, TrainConfig(batch_size=16), CodecConfig(0.05, 8),
+                    total_steps=40, seed=5, fleet_momentum=fm) for fm in (True, False))
+    base = a.weights()
+    h = bytes.fromhex(flat_hash(a.layout, base))
+    sent_a, sent_b = (x.contribute(base, h, round_=3, local_steps=4) for x in (a, b))
+    assert sent_a.payload == sent_b.payload  # the option changes nothing before a merge
+    mine = base + decode(sent_a.payload, a.layout).values
+    assert a._mine is not None and np.allclose(a._mine[1], mine, atol=1e-7)
+    before = _adam_steps(a, 4, 3)
+    fleet = np.random.default_rng(0).normal(0, 1e-3, a.layout.size).astype(np.float32)
+    merged = mine + fleet  # the others moved the model further than our payload did
+    a._follow_fleet(merged - a._mine[1], 3, 4)
+    after = _adam_steps(a, 4, 3)
+    for t in a.layout.tensors:  # the moment now takes the fleet's step, ours plus the gap
+        gap = fleet[t.offset:t.offset + t.numel].reshape(t.shape)
+        assert np.allclose(after[t.name] - before[t.name], gap, rtol=1e-3, atol=1e-7)
+
+
+def test_fleet_momentum_follows_only_the_merge_of_the_round_just_sent(trained):
+    a, b = (Learner(trained.data, TrainConfig(batch_size=16), CodecConfig(), total_steps=40,
+                    seed=5, fleet_momentum=fm) for fm in (True, False))
+    base = a.weights()
+    h = bytes.fromhex(flat_hash(a.layout, base))
+    for x in (a, b):
+        x.contribute(base, h, round_=1, local_steps=2)
+    merged = base + 0.001
+    mh = bytes.fromhex(flat_hash(a.layout, merged))
+    # A restart keeps what the next merge is compared with.
+    c = Learner(trained.data, TrainConfig(batch_size=16), CodecConfig(), total_steps=40, seed=9,
+                fleet_momentum=True)
+    c.restore(a.state())
+    c.load(a.weights())
+    got = [x.contribute(merged, mh, round_=2, local_steps=2).payload for x in (a, b, c)]
+    assert got[0] != got[1] and got[0] == got[2]
+    # A round skipped: the next base is not the merge of ours, so the moment stays.
+    a2, b2 = (Learner(trained.data, TrainConfig(batch_size=16), CodecConfig(), total_steps=40,
+                      seed=5, fleet_momentum=fm) for fm in (True, False))
+    for x in (a2, b2):
+        x.contribute(base, h, round_=1, local_steps=2)
+    assert (a2.contribute(merged, mh, round_=3, local_steps=2).payload ==
+            b2.contribute(merged, mh, round_=3, local_steps=2).payload)
