@@ -152,7 +152,8 @@ def main() -> None:
     p.add_argument("--bf16", action="store_true",
                    help="train every arm in bfloat16 (1.5x faster on a CPU with AVX512-BF16)")
     p.add_argument("--fleet-momentum", action="store_true",
-                   help="the swarm's vehicles follow the merge's momentum (agent/swarm/learner.py)")
+                   help="the dense swarm's vehicles follow the merge's momentum "
+                        "(agent/swarm/learner.py); not with the compressed arm")
     p.add_argument("--arms", default=",".join(ARMS),
                    help="the arms to run, comma-separated (default: %(default)s)")
     p.add_argument("--results", type=Path, default=None,
@@ -164,6 +165,9 @@ def main() -> None:
     if args.rounds < 1 or args.local_steps < 1 or args.frames < 1:
         p.error("--rounds, --local-steps and --frames must be at least 1")
     wanted = [a for a in args.arms.split(",") if a]
+    if args.fleet_momentum and "compressed" in wanted:
+        p.error("--fleet-momentum works on dense deltas only: name --arms without compressed "
+                "(e.g. --arms dense)")
     unknown = sorted(set(wanted) - set(ARMS))
     if unknown or not wanted:
         p.error(f"--arms {args.arms}: name some of {', '.join(ARMS)}")

@@ -25,7 +25,9 @@ each merge the learner moves its first moment so that, under its own second mome
 steps would have produced the fleet's merged update rather than its own contribution: every
 vehicle then carries on in the fleet's direction (as Mime does with a server's optimiser state,
 here recovered from the merge itself, with no extra bytes). Only local training changes; the
-merge and its verification do not.
+merge and its verification do not. Dense deltas only: a sparse payload carries what error
+feedback saved up over many rounds, not this round's step, so the gap to the merge says nothing
+about the fleet's direction (tried: the compressed swarm's loss rose).
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ class Learner:
     def __init__(self, data: Data, train_cfg: TrainConfig, codec: CodecConfig,
                  total_steps: int, seed: int, family: ModelFamily = CLASSIFIER,
                  fleet_momentum: bool = False) -> None:
+        if fleet_momentum and codec.density < 1.0:
+            raise ValueError(f"fleet momentum needs dense deltas; the codec sends "
+                             f"{codec.density:.0%} of each")
         torch.manual_seed(seed)
         self.family = family
         self.model = family.new_model()

@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 
 from agent.swarm.learner import Learner
-from models.codec import CodecConfig, decode
+from models.codec import DENSE, CodecConfig, decode
 from models.data import CropSet
 from models.layout import flat_hash
 from models.train import TrainConfig
@@ -126,8 +127,11 @@ def _adam_steps(lr: Learner, local_steps: int, round_: int) -> dict[str, np.ndar
 
 
 def test_fleet_momentum_moves_the_first_moment_onto_the_fleets_update(trained):
-    a, b = (Learner(trained.data, TrainConfig(batch_size=16), CodecConfig(0.05, 8),
-                    total_steps=40, seed=5, fleet_momentum=fm) for fm in (True, False))
+    with pytest.raises(ValueError, match="fleet momentum needs dense deltas"):
+        Learner(trained.data, TrainConfig(batch_size=16), CodecConfig(0.05, 8), total_steps=40,
+                seed=5, fleet_momentum=True)
+    a, b = (Learner(trained.data, TrainConfig(batch_size=16), DENSE, total_steps=40, seed=5,
+                    fleet_momentum=fm) for fm in (True, False))
     base = a.weights()
     h = bytes.fromhex(flat_hash(a.layout, base))
     sent_a, sent_b = (x.contribute(base, h, round_=3, local_steps=4) for x in (a, b))
@@ -145,7 +149,7 @@ def test_fleet_momentum_moves_the_first_moment_onto_the_fleets_update(trained):
 
 
 def test_fleet_momentum_follows_only_the_merge_of_the_round_just_sent(trained):
-    a, b = (Learner(trained.data, TrainConfig(batch_size=16), CodecConfig(), total_steps=40,
+    a, b = (Learner(trained.data, TrainConfig(batch_size=16), DENSE, total_steps=40,
                     seed=5, fleet_momentum=fm) for fm in (True, False))
     base = a.weights()
     h = bytes.fromhex(flat_hash(a.layout, base))
@@ -154,14 +158,14 @@ def test_fleet_momentum_follows_only_the_merge_of_the_round_just_sent(trained):
     merged = base + 0.001
     mh = bytes.fromhex(flat_hash(a.layout, merged))
     # A restart keeps what the next merge is compared with.
-    c = Learner(trained.data, TrainConfig(batch_size=16), CodecConfig(), total_steps=40, seed=9,
+    c = Learner(trained.data, TrainConfig(batch_size=16), DENSE, total_steps=40, seed=9,
                 fleet_momentum=True)
     c.restore(a.state())
     c.load(a.weights())
     got = [x.contribute(merged, mh, round_=2, local_steps=2).payload for x in (a, b, c)]
     assert got[0] != got[1] and got[0] == got[2]
     # A round skipped: the next base is not the merge of ours, so the moment stays.
-    a2, b2 = (Learner(trained.data, TrainConfig(batch_size=16), CodecConfig(), total_steps=40,
+    a2, b2 = (Learner(trained.data, TrainConfig(batch_size=16), DENSE, total_steps=40,
                       seed=5, fleet_momentum=fm) for fm in (True, False))
     for x in (a2, b2):
         x.contribute(base, h, round_=1, local_steps=2)
