@@ -10,7 +10,8 @@ trains the same number of steps on the pooled data with the fleet's batch (vehic
 i.e. the fleet's total compute. All at the family's rate (models/recipe.py); ``--lr`` sets the
 swarm's alone (the detector's swarm at 2-step rounds learns faster at 8e-3: docs/detector.md).
 ``--density`` and ``--bits`` set the compressed swarm's codec (2% at 4 bits by default);
-``--bf16`` trains every arm in bfloat16.
+``--bf16`` trains every arm in bfloat16. ``--fleet-momentum`` has the dense swarm's vehicles follow
+the merge's momentum (agent/swarm/learner.py; with ``--arms`` that leave out compressed).
 
 A long run can be split: ``--arms`` runs some of the four arms, and ``--results FILE`` keeps
 each arm's figures as soon as it ends; a later run with the same settings and file runs only
