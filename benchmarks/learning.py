@@ -14,8 +14,10 @@ swarm's alone (the detector's swarm at 2-step rounds learns faster at 8e-3: docs
 the merge's momentum (agent/swarm/learner.py; with ``--arms`` that leave out compressed).
 
 A long run can be split: ``--arms`` runs some of the four arms, and ``--results FILE`` keeps
-each arm's figures as soon as it ends; a later run with the same settings and file runs only
-the arms still missing. Each arm is seeded on its own, so the figures are those of one run.
+each arm's figures as soon as it ends, with the settings they depend on; a later run with the
+same file runs only the arms still missing. Each arm is seeded on its own, so the figures are
+those of one run. The baselines do not depend on how the swarm trains (``--lr``,
+``--fleet-momentum``, the codec), so a run that changes only that reuses them.
 
 Prints {"local_acc_mean", "local_acc_min", "central_acc", "swarm_dense_acc",
 "swarm_compressed_acc", "dense_bytes_per_round", "compressed_bytes_per_round",
@@ -28,7 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -49,6 +51,10 @@ from sim.fleet import (
 )
 
 ARMS = ("dense", "compressed", "local", "central")
+# Settings the baselines (each vehicle alone, central) never read: how the swarm trains and
+# merges. A run that changes only these reuses a file's baselines.
+SWARM_ONLY = frozenset({"lr", "codec", "merge", "attackers", "attack", "fleet_momentum",
+                        "compressed"})
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,18 @@ class Arm:
     seconds: float
     bytes_per_round: float = 0.0  # what each swarm vehicle sent
     cpu: str = ""  # the CPU it ran on: parts of a run may run on different machines
+    settings: dict[str, object] = field(default_factory=dict)  # those its figures depend on
+
+
+def arm_settings(arm: str, settings: dict[str, object]) -> dict[str, object]:
+    """The part of a run's ``settings`` that ``arm``'s figures depend on."""
+    unread: set[str]
+    if arm in ("local", "central"):
+        # Without their own rate (solo_lr) the baselines train at the swarm's.
+        unread = set(SWARM_ONLY) - ({"lr"} if settings.get("solo_lr") is None else set())
+    else:  # each swarm arm trains with its own codec
+        unread = {"codec", "compressed"} if arm == "dense" else {"codec"}
+    return {k: v for k, v in settings.items() if k not in unread}
 
 
 def run_arm(arm: str, cfg: FleetConfig, compressed: CodecConfig, data: FleetData) -> Arm:
@@ -84,22 +102,34 @@ def run_arm(arm: str, cfg: FleetConfig, compressed: CodecConfig, data: FleetData
     return out
 
 
-def load_results(path: Path, settings: dict[str, object]) -> dict[str, Arm]:
-    """The arms already run with ``settings`` in ``path`` (none if it does not exist yet)."""
+def load_results(path: Path, settings: dict[str, object]) -> tuple[dict[str, Arm], dict[str, Arm]]:
+    """The arms in ``path`` run with ``settings`` (those each depends on), and those run with
+    other settings (both empty if the file does not exist yet)."""
     if not path.exists():
-        return {}
+        return {}, {}
+    same: dict[str, Arm] = {}
+    other: dict[str, Arm] = {}
     try:
         saved = json.loads(path.read_text())
-        arms = {a: Arm(**f) for a, f in saved["arms"].items() if a in ARMS}
-        saved["settings"].setdefault("fleet_momentum", False)  # a file from before the option
-        same = saved["settings"] == settings
+        shared = saved.get("settings")  # a file from before each arm kept its own
+        for arm, record in saved["arms"].items():
+            if arm not in ARMS:
+                continue
+            ran = {**record}
+            # A file from before --fleet-momentum ran without it.
+            ran["settings"] = arm_settings(arm, {"fleet_momentum": False,
+                                                 **ran.get("settings", shared)})
+            found = Arm(**ran)
+            (same if found.settings == arm_settings(arm, settings) else other)[arm] = found
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise SystemExit(f"--results {path}: not a results file of this benchmark ({e})") from None
-    if not same:
-        differ = sorted(k for k in settings if saved["settings"].get(k) != settings[k])
-        raise SystemExit(f"--results {path}: holds figures for other settings (differ in "
-                         f"{', '.join(differ)}); name another file")
-    return arms
+    return same, other
+
+
+def differing(name: str, arm: Arm, settings: dict[str, object]) -> list[str]:
+    """The settings ``arm`` depends on that differ between its run and this one."""
+    now = arm_settings(name, settings)
+    return sorted(k for k in now.keys() | arm.settings.keys() if arm.settings.get(k) != now.get(k))
 
 
 def summary(arms: dict[str, Arm], cfg: FleetConfig, compressed: CodecConfig,
@@ -191,17 +221,25 @@ def main() -> None:
             check_output_file(args.results, "--results")
         except OutputPathError as e:
             p.error(str(e))
-    arms = load_results(args.results, settings) if args.results else {}
+    arms, other = load_results(args.results, settings) if args.results else ({}, {})
+    for arm, found in other.items():
+        differ = ", ".join(differing(arm, found, settings))
+        if arm in wanted:  # running it again would overwrite an hour's figures
+            raise SystemExit(f"--results {args.results}: holds {arm} figures for other settings "
+                             f"(differ in {differ}); name another file or leave out --arms {arm}")
+        log(f"{arm} in {args.results}: other settings (differ in {differ}); kept there, "
+            "left out of these figures")
     todo = [a for a in ARMS if a in wanted and a not in arms]
     if todo:
         data = make_fleet_data(cfg)
         log(f"profiles: {', '.join(p.name for p in data.profiles)}; test set {len(data.test)}")
     for arm in todo:
-        arms[arm] = run_arm(arm, cfg, compressed, data)
+        arms[arm] = replace(run_arm(arm, cfg, compressed, data),
+                            settings=arm_settings(arm, settings))
         if args.results:
+            kept = {**other, **arms}
             atomic_write_bytes(args.results, json.dumps(
-                {"settings": settings, "arms": {a: asdict(f) for a, f in arms.items()}},
-                indent=1).encode())
+                {"arms": {a: asdict(f) for a, f in kept.items()}}, indent=1).encode())
     print(json.dumps(summary(arms, cfg, compressed, "acc" if args.model == "classifier"
                              else "map50")))
 

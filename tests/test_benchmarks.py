@@ -40,14 +40,32 @@ def test_arms_run_apart_give_the_figures_of_one_run(tmp_path: Path) -> None:
 
 def test_results_of_other_settings_are_refused(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
-    results.write_text(json.dumps({"settings": {"rounds": 3}, "arms": {}}))
+    results.write_text(json.dumps(
+        {"arms": {"central": {"scores": [0.5], "seconds": 1.0, "settings": {"rounds": 3}}}}))
     r = learning("--arms", "central", "--results", results)
     assert r.returncode != 0
-    assert f"--results {results}: holds figures for other settings" in r.stderr
+    assert f"--results {results}: holds central figures for other settings" in r.stderr
     assert "rounds" in r.stderr and "Traceback" not in r.stderr
     results.write_text("not json")
     r = learning("--arms", "central", "--results", results)
     assert r.returncode != 0 and "not a results file of this benchmark" in r.stderr
+
+
+def test_baselines_serve_a_run_that_changes_only_how_the_swarm_trains(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    plain = figures(learning("--arms", "central", "--results", results))
+    r = learning("--fleet-momentum", "--arms", "dense,central", "--results", results)
+    momentum = figures(r)
+    assert "central:" not in r.stderr  # read back, not trained again
+    assert momentum["central_acc"] == plain["central_acc"]
+    assert momentum["fleet_momentum"] is True and "swarm_dense_acc" in momentum
+    # The dense arm in the file ran with fleet momentum: not this run's, and not overwritten.
+    r = learning("--arms", "dense", "--results", results)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "holds dense figures for other settings (differ in fleet_momentum)" in r.stderr
+    r = learning("--arms", "central", "--results", results)
+    assert "swarm_dense_acc" not in figures(r) and "dense in" in r.stderr
+    assert set(json.loads(results.read_text())["arms"]) == {"dense", "central"}
 
 
 def test_an_unwritable_results_file_is_refused_before_any_arm_runs(tmp_path: Path) -> None:
