@@ -11,7 +11,8 @@ i.e. the fleet's total compute. All at the family's rate (models/recipe.py); ``-
 swarm's alone (the detector's swarm at 2-step rounds learns faster at 8e-3: docs/detector.md).
 ``--density`` and ``--bits`` set the compressed swarm's codec (2% at 4 bits by default);
 ``--bf16`` trains every arm in bfloat16. ``--fleet-momentum`` has the dense swarm's vehicles follow
-the merge's momentum (agent/swarm/learner.py; with ``--arms`` that leave out compressed).
+the merge's momentum (agent/swarm/learner.py; dense deltas only: the compressed swarm trains
+without it).
 
 A long run can be split: ``--arms`` runs some of the four arms, and ``--results FILE`` keeps
 each arm's figures as soon as it ends, with the settings they depend on; a later run with the
@@ -73,8 +74,8 @@ def arm_settings(arm: str, settings: dict[str, object]) -> dict[str, object]:
     if arm in ("local", "central"):
         # Without their own rate (solo_lr) the baselines train at the swarm's.
         unread = set(SWARM_ONLY) - ({"lr"} if settings.get("solo_lr") is None else set())
-    else:  # each swarm arm trains with its own codec
-        unread = {"codec", "compressed"} if arm == "dense" else {"codec"}
+    else:  # each swarm arm trains with its own codec; fleet momentum is the dense arm's alone
+        unread = {"codec", "compressed"} if arm == "dense" else {"codec", "fleet_momentum"}
     return {k: v for k, v in settings.items() if k not in unread}
 
 
@@ -90,8 +91,10 @@ def run_arm(arm: str, cfg: FleetConfig, compressed: CodecConfig, data: FleetData
 
     sent = 0.0
     if arm in ("dense", "compressed"):
-        swarm = run_swarm(replace(cfg, codec=DENSE if arm == "dense" else compressed), data,
-                          progress)
+        # Fleet momentum reads the round's step from the payload: a sparse one is not it.
+        arm_cfg = (replace(cfg, codec=DENSE) if arm == "dense"
+                   else replace(cfg, codec=compressed, fleet_momentum=False))
+        swarm = run_swarm(arm_cfg, data, progress)
         scores, sent = [swarm.accuracy], swarm.bytes_per_round
     elif arm == "local":
         scores = run_local(cfg, data)
@@ -184,7 +187,7 @@ def main() -> None:
                    help="train every arm in bfloat16 (1.5x faster on a CPU with AVX512-BF16)")
     p.add_argument("--fleet-momentum", action="store_true",
                    help="the dense swarm's vehicles follow the merge's momentum "
-                        "(agent/swarm/learner.py); not with the compressed arm")
+                        "(agent/swarm/learner.py); the compressed swarm trains without it")
     p.add_argument("--arms", default=",".join(ARMS),
                    help="the arms to run, comma-separated (default: %(default)s)")
     p.add_argument("--results", type=Path, default=None,
@@ -196,9 +199,6 @@ def main() -> None:
     if args.rounds < 1 or args.local_steps < 1 or args.frames < 1:
         p.error("--rounds, --local-steps and --frames must be at least 1")
     wanted = [a for a in args.arms.split(",") if a]
-    if args.fleet_momentum and "compressed" in wanted:
-        p.error("--fleet-momentum works on dense deltas only: name --arms without compressed "
-                "(e.g. --arms dense)")
     unknown = sorted(set(wanted) - set(ARMS))
     if unknown or not wanted:
         p.error(f"--arms {args.arms}: name some of {', '.join(ARMS)}")

@@ -53,11 +53,13 @@ def test_results_of_other_settings_are_refused(tmp_path: Path) -> None:
 
 def test_baselines_serve_a_run_that_changes_only_how_the_swarm_trains(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
-    plain = figures(learning("--arms", "central", "--results", results))
-    r = learning("--fleet-momentum", "--arms", "dense,central", "--results", results)
+    plain = figures(learning("--arms", "central,compressed", "--results", results))
+    r = learning("--fleet-momentum", "--arms", "dense,central,compressed", "--results", results)
     momentum = figures(r)
-    assert "central:" not in r.stderr  # read back, not trained again
+    # Read back, not trained again: fleet momentum is the dense swarm's alone.
+    assert "central:" not in r.stderr and "compressed:" not in r.stderr
     assert momentum["central_acc"] == plain["central_acc"]
+    assert momentum["swarm_compressed_acc"] == plain["swarm_compressed_acc"]
     assert momentum["fleet_momentum"] is True and "swarm_dense_acc" in momentum
     # The dense arm in the file ran with fleet momentum: not this run's, and not overwritten.
     r = learning("--arms", "dense", "--results", results)
@@ -65,7 +67,7 @@ def test_baselines_serve_a_run_that_changes_only_how_the_swarm_trains(tmp_path: 
     assert "holds dense figures for other settings (differ in fleet_momentum)" in r.stderr
     r = learning("--arms", "central", "--results", results)
     assert "swarm_dense_acc" not in figures(r) and "dense in" in r.stderr
-    assert set(json.loads(results.read_text())["arms"]) == {"dense", "central"}
+    assert set(json.loads(results.read_text())["arms"]) == {"dense", "central", "compressed"}
 
 
 def test_an_unwritable_results_file_is_refused_before_any_arm_runs(tmp_path: Path) -> None:
