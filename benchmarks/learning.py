@@ -12,13 +12,14 @@ swarm's alone (the detector's swarm at 2-step rounds learns faster at 8e-3: docs
 ``--density`` and ``--bits`` set the compressed swarm's codec (2% at 4 bits by default);
 ``--bf16`` trains every arm in bfloat16. ``--fleet-momentum`` has the dense swarm's vehicles follow
 the merge's momentum (agent/swarm/learner.py; dense deltas only: the compressed swarm trains
-without it).
+without it). ``--lookahead L`` has the compressed swarm's vehicles take their steps L rounds of
+the fleet's trend ahead (agent/swarm/learner.py).
 
 A long run can be split: ``--arms`` runs some of the four arms, and ``--results FILE`` keeps
 each arm's figures as soon as it ends, with the settings they depend on; a later run with the
 same file runs only the arms still missing. Each arm is seeded on its own, so the figures are
 those of one run. The baselines do not depend on how the swarm trains (``--lr``,
-``--fleet-momentum``, the codec), so a run that changes only that reuses them.
+``--fleet-momentum``, ``--lookahead``, the codec), so a run that changes only that reuses them.
 
 Prints {"local_acc_mean", "local_acc_min", "central_acc", "swarm_dense_acc",
 "swarm_compressed_acc", "dense_bytes_per_round", "compressed_bytes_per_round",
@@ -55,7 +56,7 @@ ARMS = ("dense", "compressed", "local", "central")
 # Settings the baselines (each vehicle alone, central) never read: how the swarm trains and
 # merges. A run that changes only these reuses a file's baselines.
 SWARM_ONLY = frozenset({"lr", "codec", "merge", "attackers", "attack", "fleet_momentum",
-                        "compressed"})
+                        "lookahead", "compressed"})
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,10 @@ def arm_settings(arm: str, settings: dict[str, object]) -> dict[str, object]:
     if arm in ("local", "central"):
         # Without their own rate (solo_lr) the baselines train at the swarm's.
         unread = set(SWARM_ONLY) - ({"lr"} if settings.get("solo_lr") is None else set())
-    else:  # each swarm arm trains with its own codec; fleet momentum is the dense arm's alone
-        unread = {"codec", "compressed"} if arm == "dense" else {"codec", "fleet_momentum"}
+    else:  # each swarm arm trains with its own codec; fleet momentum is the dense arm's alone,
+        # lookahead the compressed arm's
+        unread = ({"codec", "compressed", "lookahead"} if arm == "dense"
+                  else {"codec", "fleet_momentum"})
     return {k: v for k, v in settings.items() if k not in unread}
 
 
@@ -92,7 +95,7 @@ def run_arm(arm: str, cfg: FleetConfig, compressed: CodecConfig, data: FleetData
     sent = 0.0
     if arm in ("dense", "compressed"):
         # Fleet momentum reads the round's step from the payload: a sparse one is not it.
-        arm_cfg = (replace(cfg, codec=DENSE) if arm == "dense"
+        arm_cfg = (replace(cfg, codec=DENSE, lookahead=0.0) if arm == "dense"
                    else replace(cfg, codec=compressed, fleet_momentum=False))
         swarm = run_swarm(arm_cfg, data, progress)
         scores, sent = [swarm.accuracy], swarm.bytes_per_round
@@ -119,8 +122,8 @@ def load_results(path: Path, settings: dict[str, object]) -> tuple[dict[str, Arm
             if arm not in ARMS:
                 continue
             ran = {**record}
-            # A file from before --fleet-momentum ran without it.
-            ran["settings"] = arm_settings(arm, {"fleet_momentum": False,
+            # A file from before --fleet-momentum or --lookahead ran without them.
+            ran["settings"] = arm_settings(arm, {"fleet_momentum": False, "lookahead": 0.0,
                                                  **ran.get("settings", shared)})
             found = Arm(**ran)
             (same if found.settings == arm_settings(arm, settings) else other)[arm] = found
@@ -157,7 +160,7 @@ def summary(arms: dict[str, Arm], cfg: FleetConfig, compressed: CodecConfig,
     out.update({
         "rounds": cfg.rounds, "local_steps": cfg.local_steps, "batch_size": cfg.batch_size,
         "swarm_lr": cfg.lr, "baseline_lr": cfg.train_config(solo=True).lr, "bf16": cfg.bf16,
-        "fleet_momentum": cfg.fleet_momentum,
+        "fleet_momentum": cfg.fleet_momentum, "lookahead": cfg.lookahead,
         "codec": {"density": compressed.density, "bits": compressed.bits},
         "seconds": round(sum(a.seconds for a in arms.values())),
         "cpus": sorted({a.cpu for a in arms.values()} - {""}),  # "": not recorded
@@ -188,6 +191,9 @@ def main() -> None:
     p.add_argument("--fleet-momentum", action="store_true",
                    help="the dense swarm's vehicles follow the merge's momentum "
                         "(agent/swarm/learner.py); the compressed swarm trains without it")
+    p.add_argument("--lookahead", type=float, default=0.0,
+                   help="the compressed swarm's vehicles take their steps this many rounds of the "
+                        "fleet's trend ahead (agent/swarm/learner.py; default %(default)s)")
     p.add_argument("--arms", default=",".join(ARMS),
                    help="the arms to run, comma-separated (default: %(default)s)")
     p.add_argument("--results", type=Path, default=None,
@@ -198,6 +204,8 @@ def main() -> None:
         p.error(f"--lr {args.lr}: a rate must be positive")
     if args.rounds < 1 or args.local_steps < 1 or args.frames < 1:
         p.error("--rounds, --local-steps and --frames must be at least 1")
+    if not args.lookahead >= 0:
+        p.error(f"--lookahead {args.lookahead}: rounds ahead cannot be negative")
     wanted = [a for a in args.arms.split(",") if a]
     unknown = sorted(set(wanted) - set(ARMS))
     if unknown or not wanted:
@@ -209,7 +217,8 @@ def main() -> None:
     setup_threads()
     cfg = FleetConfig(vehicles=8, rounds=args.rounds, local_steps=args.local_steps, seed=args.seed,
                       frames_per_weather=args.frames, model=args.model,
-                      bf16=args.bf16, fleet_momentum=args.fleet_momentum).with_family_recipe()
+                      bf16=args.bf16, fleet_momentum=args.fleet_momentum,
+                      lookahead=args.lookahead).with_family_recipe()
     if args.lr is not None:
         cfg = replace(cfg, lr=args.lr)
     # Threads change floating point sums (and the figures by a point or more): part of a run.

@@ -59,6 +59,7 @@ class FleetConfig:
     model: str = "classifier"  # or "detector": a family of models.family.FAMILIES
     bf16: bool = False  # every arm's training in bfloat16 (models/train.py, TrainConfig.bf16)
     fleet_momentum: bool = False  # the swarm's vehicles follow the merge's momentum (Learner)
+    lookahead: float = 0.0  # rounds of the fleet's trend the vehicles step ahead by (Learner)
 
     @property
     def family(self) -> ModelFamily:
@@ -138,7 +139,8 @@ def make_fleet_data(cfg: FleetConfig) -> FleetData:
 def fleet_learners(cfg: FleetConfig, data: FleetData) -> list[Learner]:
     """One learner per vehicle, seeded by its index: the first one's weights are the genesis."""
     return [Learner(d, cfg.train_config(), cfg.codec, cfg.total_steps, seed=cfg.seed * 1000 + i,
-                    family=cfg.family, fleet_momentum=cfg.fleet_momentum)
+                    family=cfg.family, fleet_momentum=cfg.fleet_momentum,
+                    lookahead=cfg.lookahead)
             for i, d in enumerate(data.train)]
 
 

@@ -76,3 +76,14 @@ def test_an_unwritable_results_file_is_refused_before_any_arm_runs(tmp_path: Pat
     r = learning("--arms", "central", "--results", blocker / "results.json")
     assert r.returncode == 2 and "--results" in r.stderr and "Traceback" not in r.stderr
     assert "central:" not in r.stderr  # refused before training
+
+
+def test_lookahead_is_the_compressed_swarms_alone(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    plain = figures(learning("--arms", "dense,central", "--results", results))
+    r = learning("--lookahead", "5", "--arms", "dense,central", "--results", results)
+    ahead = figures(r)
+    assert "dense:" not in r.stderr and "central:" not in r.stderr  # read back, not trained
+    assert ahead["swarm_dense_acc"] == plain["swarm_dense_acc"] and ahead["lookahead"] == 5.0
+    r = learning("--lookahead", "-1", "--arms", "central")
+    assert r.returncode == 2 and "--lookahead -1" in r.stderr and "Traceback" not in r.stderr

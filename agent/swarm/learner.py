@@ -28,6 +28,13 @@ here recovered from the merge itself, with no extra bytes). Only local training 
 merge and its verification do not. Dense deltas only: a sparse payload carries what error
 feedback saved up over many rounds, not this round's step, so the gap to the merge says nothing
 about the fleet's direction (tried: the compressed swarm's loss rose).
+
+Lookahead (``lookahead`` L, for sparse deltas): error feedback sends each vehicle's work late,
+so the merged model trails where the fleet is heading and a round's steps are taken at a point
+the fleet has already left. The learner keeps a trend, a moving average of the merged update per
+round, and takes its round's steps at base + L * trend; its delta is W minus that point, the
+steps alone, so the merge and its verification do not change (docs/detector.md, "Looking ahead
+by the fleet's trend").
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ from models.codec import ANONYMOUS, CodecConfig, encode
 from models.family import CLASSIFIER, Data, ModelFamily
 from models.layout import ModelLayout
 from models.train import TrainConfig, lr_at, make_optimizer
+
+TREND_BETA = 0.95  # the trend averages the merged updates of ~20 rounds
 
 
 class SitOut(Exception):
@@ -69,10 +78,12 @@ class _Ahead:
 class Learner:
     def __init__(self, data: Data, train_cfg: TrainConfig, codec: CodecConfig,
                  total_steps: int, seed: int, family: ModelFamily = CLASSIFIER,
-                 fleet_momentum: bool = False) -> None:
+                 fleet_momentum: bool = False, lookahead: float = 0.0) -> None:
         if fleet_momentum and codec.density < 1.0:
             raise ValueError(f"fleet momentum needs dense deltas; the codec sends "
                              f"{codec.density:.0%} of each")
+        if not lookahead >= 0:
+            raise ValueError(f"lookahead {lookahead} must be zero or more rounds")
         torch.manual_seed(seed)
         self.family = family
         self.model = family.new_model()
@@ -90,6 +101,8 @@ class Learner:
         # (round, base + what our payload carried): where our contribution alone would have
         # moved the model; the next round's base says where the fleet moved it.
         self._mine: tuple[int, np.ndarray] | None = None
+        self.lookahead = np.float32(lookahead)
+        self._trend: tuple[int, np.ndarray, np.ndarray] | None = None  # (round, base, trend)
 
     def set_data(self, data: Data) -> None:
         """Train on ``data`` from now on (a vehicle's buffer grows and turns over)."""
@@ -107,7 +120,9 @@ class Learner:
         copy: training may go on while it is written out)."""
         return {"opt": copy.deepcopy(self.opt.state_dict()), "residual": self.residual.copy(),
                 "rng": self.g.get_state(), "step": self.step,
-                "mine": None if self._mine is None else (self._mine[0], self._mine[1].copy())}
+                "mine": None if self._mine is None else (self._mine[0], self._mine[1].copy()),
+                "trend": None if self._trend is None else
+                (self._trend[0], self._trend[1].copy(), self._trend[2].copy())}
 
     def restore(self, state: dict[str, object]) -> None:
         self.opt.load_state_dict(state["opt"])  # type: ignore[arg-type]
@@ -122,6 +137,12 @@ class Learner:
         self._mine = None
         if isinstance(mine, tuple) and np.shape(mine[1]) == (self.layout.size,):
             self._mine = (int(mine[0]), np.asarray(mine[1], np.float32))
+        trend = state.get("trend")  # absent from a state saved before lookahead
+        self._trend = None
+        if isinstance(trend, tuple) and all(np.shape(t) == (self.layout.size,)
+                                            for t in trend[1:]):
+            self._trend = (int(trend[0]), np.asarray(trend[1], np.float32),
+                           np.asarray(trend[2], np.float32))
 
     def _steps(self, steps: int) -> list[float]:
         """``steps`` steps of the schedule from ``self.step``; returns their losses."""
@@ -202,13 +223,25 @@ class Learner:
             self._follow_fleet(base - mine[1], round_ - 1, local_steps)
         # The schedule follows the fleet's round, not ours (steps taken ahead count).
         self.step = round_ * local_steps + (len(self._ahead.losses) if self._ahead else 0)
-        delta, loss = self.train_round(base, local_steps)
+        delta, loss = self.train_round(self._start(base, round_), local_steps)
         before = self.residual
         payload, self.residual = encode(delta, self.layout, base_hash, round_, self.codec,
                                         self.residual, author)
         if self.fleet_momentum:  # what the payload carries: the delta and residual, less the rest
             self._mine = (round_, base + delta + before - self.residual)
         return Contributed(payload=payload, samples=self.samples, loss=loss, delta=delta)
+
+    def _start(self, base: np.ndarray, round_: int) -> np.ndarray:
+        """Where round ``round_``'s steps start: ``base``, plus ``lookahead`` rounds of the
+        trend, which takes in the update from the last base seen (per round since)."""
+        if not self.lookahead:
+            return base
+        trend = np.zeros_like(base) if self._trend is None else self._trend[2]
+        if self._trend is not None and round_ > self._trend[0]:
+            per_round = (base - self._trend[1]) / np.float32(round_ - self._trend[0])
+            trend = np.float32(TREND_BETA) * trend + np.float32(1 - TREND_BETA) * per_round
+        self._trend = (round_, base.copy(), trend)
+        return base + self.lookahead * trend
 
     def _follow_fleet(self, gap: np.ndarray, round_: int, local_steps: int) -> None:
         """Move AdamW's first moment by the update ``gap`` (the fleet's merged update less our

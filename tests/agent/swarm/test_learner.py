@@ -171,3 +171,29 @@ def test_fleet_momentum_follows_only_the_merge_of_the_round_just_sent(trained):
         x.contribute(base, h, round_=1, local_steps=2)
     assert (a2.contribute(merged, mh, round_=3, local_steps=2).payload ==
             b2.contribute(merged, mh, round_=3, local_steps=2).payload)
+
+
+def test_lookahead_steps_from_the_fleets_trend_and_sends_the_steps_alone(trained):
+    with pytest.raises(ValueError, match="lookahead"):
+        Learner(trained.data, TrainConfig(batch_size=16), CodecConfig(0.05, 8), total_steps=40,
+                seed=5, lookahead=-1.0)
+    a, b, c = (Learner(trained.data, TrainConfig(batch_size=16), CodecConfig(0.05, 8),
+                       total_steps=40, seed=5, lookahead=look) for look in (10.0, 0.0, 10.0))
+    base = a.weights()
+    h = bytes.fromhex(flat_hash(a.layout, base))
+    first = [x.contribute(base, h, round_=1, local_steps=2).payload for x in (a, b)]
+    assert first[0] == first[1]  # no trend before a merge
+    c.restore(a.state())  # a restart keeps the trend's last base
+    c.load(a.weights())
+    merged = base + np.random.default_rng(0).normal(0, 1e-3, a.layout.size).astype(np.float32)
+    mh = bytes.fromhex(flat_hash(a.layout, merged))
+    # Two rounds later: the update since round 1 counts per round, 5% of it into the trend.
+    start = merged + np.float32(10.0) * (np.float32(0.05) * ((merged - base) / np.float32(2)))
+    hand = Learner(trained.data, TrainConfig(batch_size=16), CodecConfig(0.05, 8),
+                   total_steps=40, seed=5)
+    hand.restore(a.state())
+    hand.step = 6
+    want, _ = hand.train_round(start, 2)
+    got = [x.contribute(merged, mh, round_=3, local_steps=2) for x in (a, b, c)]
+    assert np.array_equal(got[0].delta, want)  # W minus where the steps started
+    assert got[0].payload == got[2].payload and got[0].payload != got[1].payload
