@@ -204,8 +204,8 @@ def main() -> None:
         p.error(f"--lr {args.lr}: a rate must be positive")
     if args.rounds < 1 or args.local_steps < 1 or args.frames < 1:
         p.error("--rounds, --local-steps and --frames must be at least 1")
-    if not args.lookahead >= 0:
-        p.error(f"--lookahead {args.lookahead}: rounds ahead cannot be negative")
+    if not 0 <= args.lookahead < float("inf"):
+        p.error(f"--lookahead {args.lookahead}: rounds ahead must be zero or more, and finite")
     wanted = [a for a in args.arms.split(",") if a]
     unknown = sorted(set(wanted) - set(ARMS))
     if unknown or not wanted:

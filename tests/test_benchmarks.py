@@ -85,5 +85,7 @@ def test_lookahead_is_the_compressed_swarms_alone(tmp_path: Path) -> None:
     ahead = figures(r)
     assert "dense:" not in r.stderr and "central:" not in r.stderr  # read back, not trained
     assert ahead["swarm_dense_acc"] == plain["swarm_dense_acc"] and ahead["lookahead"] == 5.0
-    r = learning("--lookahead", "-1", "--arms", "central")
-    assert r.returncode == 2 and "--lookahead -1" in r.stderr and "Traceback" not in r.stderr
+    for bad in ("-1", "inf", "nan"):
+        r = learning("--lookahead", bad, "--arms", "central")
+        assert r.returncode == 2 and f"--lookahead {float(bad)}" in r.stderr
+        assert "Traceback" not in r.stderr

@@ -82,8 +82,8 @@ class Learner:
         if fleet_momentum and codec.density < 1.0:
             raise ValueError(f"fleet momentum needs dense deltas; the codec sends "
                              f"{codec.density:.0%} of each")
-        if not lookahead >= 0:
-            raise ValueError(f"lookahead {lookahead} must be zero or more rounds")
+        if not 0 <= lookahead < float("inf"):
+            raise ValueError(f"lookahead {lookahead} must be zero or more rounds, and finite")
         torch.manual_seed(seed)
         self.family = family
         self.model = family.new_model()
