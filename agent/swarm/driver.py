@@ -668,7 +668,9 @@ def save_vehicle_checkpoint(path: Path, round_: int, model: np.ndarray,
     written atomically (a crash leaves the old one)."""
     blob = {"round": round_, "model": torch.from_numpy(model.copy()),
             "opt": state["opt"], "residual": torch.from_numpy(np.asarray(state["residual"])),
-            "rng": state["rng"], "step": state["step"]}
+            "rng": state["rng"], "step": state["step"],
+            # Following the fleet (fleet momentum, lookahead): (round, arrays...) or None.
+            "mine": _tensors(state.get("mine")), "trend": _tensors(state.get("trend"))}
     buf = io.BytesIO()
     torch.save(blob, buf)
     atomic_write_bytes(path, buf.getvalue(), mode=0o600)
@@ -680,8 +682,23 @@ def load_vehicle_checkpoint(path: Path, learner: Learner) -> tuple[int, np.ndarr
         blob = torch.load(path, weights_only=True)
         model = blob["model"].numpy().astype(np.float32)
         learner.restore({"opt": blob["opt"], "residual": blob["residual"].numpy(),
-                         "rng": blob["rng"], "step": blob["step"]})
+                         "rng": blob["rng"], "step": blob["step"],
+                         # absent from a checkpoint written before they were kept
+                         "mine": _arrays(blob.get("mine")), "trend": _arrays(blob.get("trend"))})
         return int(blob["round"]), model
     except (OSError, RuntimeError, KeyError, ValueError, AttributeError) as e:
         raise ValueError(f"vehicle checkpoint {path}: unreadable ({type(e).__name__}: {e})"
                          ) from None
+
+
+def _tensors(kept: object) -> tuple[object, ...] | None:
+    """A learner's (round, arrays...) as torch.load(weights_only=True) reads it back."""
+    if not isinstance(kept, tuple):
+        return None
+    return (int(kept[0]), *(torch.from_numpy(np.array(a, np.float32)) for a in kept[1:]))
+
+
+def _arrays(kept: object) -> tuple[object, ...] | None:
+    if not isinstance(kept, tuple):
+        return None
+    return (int(kept[0]), *(a.numpy() for a in kept[1:]))

@@ -1,6 +1,9 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from agent.swarm.driver import load_vehicle_checkpoint, save_vehicle_checkpoint
 from agent.swarm.learner import Learner
 from models.codec import DENSE, CodecConfig, decode
 from models.data import CropSet
@@ -126,6 +129,13 @@ def _adam_steps(lr: Learner, local_steps: int, round_: int) -> dict[str, np.ndar
     return out
 
 
+def restart(a: Learner, c: Learner, folder: Path) -> None:
+    """``c`` takes over from ``a`` as a vehicle restarts: through its checkpoint file."""
+    save_vehicle_checkpoint(folder / "learner.ckpt", 1, a.weights(), a.state())
+    _, model = load_vehicle_checkpoint(folder / "learner.ckpt", c)
+    c.load(model)
+
+
 def test_fleet_momentum_moves_the_first_moment_onto_the_fleets_update(trained):
     with pytest.raises(ValueError, match="fleet momentum needs dense deltas"):
         Learner(trained.data, TrainConfig(batch_size=16), CodecConfig(0.05, 8), total_steps=40,
@@ -148,7 +158,7 @@ def test_fleet_momentum_moves_the_first_moment_onto_the_fleets_update(trained):
         assert np.allclose(after[t.name] - before[t.name], gap, rtol=1e-3, atol=1e-7)
 
 
-def test_fleet_momentum_follows_only_the_merge_of_the_round_just_sent(trained):
+def test_fleet_momentum_follows_only_the_merge_of_the_round_just_sent(trained, tmp_path):
     a, b = (Learner(trained.data, TrainConfig(batch_size=16), DENSE, total_steps=40,
                     seed=5, fleet_momentum=fm) for fm in (True, False))
     base = a.weights()
@@ -160,8 +170,7 @@ def test_fleet_momentum_follows_only_the_merge_of_the_round_just_sent(trained):
     # A restart keeps what the next merge is compared with.
     c = Learner(trained.data, TrainConfig(batch_size=16), DENSE, total_steps=40, seed=9,
                 fleet_momentum=True)
-    c.restore(a.state())
-    c.load(a.weights())
+    restart(a, c, tmp_path)
     got = [x.contribute(merged, mh, round_=2, local_steps=2).payload for x in (a, b, c)]
     assert got[0] != got[1] and got[0] == got[2]
     # A round skipped: the next base is not the merge of ours, so the moment stays.
@@ -173,7 +182,7 @@ def test_fleet_momentum_follows_only_the_merge_of_the_round_just_sent(trained):
             b2.contribute(merged, mh, round_=3, local_steps=2).payload)
 
 
-def test_lookahead_steps_from_the_fleets_trend_and_sends_the_steps_alone(trained):
+def test_lookahead_steps_from_the_fleets_trend_and_sends_the_steps_alone(trained, tmp_path):
     with pytest.raises(ValueError, match="lookahead"):
         Learner(trained.data, TrainConfig(batch_size=16), CodecConfig(0.05, 8), total_steps=40,
                 seed=5, lookahead=-1.0)
@@ -183,8 +192,7 @@ def test_lookahead_steps_from_the_fleets_trend_and_sends_the_steps_alone(trained
     h = bytes.fromhex(flat_hash(a.layout, base))
     first = [x.contribute(base, h, round_=1, local_steps=2).payload for x in (a, b)]
     assert first[0] == first[1]  # no trend before a merge
-    c.restore(a.state())  # a restart keeps the trend's last base
-    c.load(a.weights())
+    restart(a, c, tmp_path)  # a restart keeps the trend's last base
     merged = base + np.random.default_rng(0).normal(0, 1e-3, a.layout.size).astype(np.float32)
     mh = bytes.fromhex(flat_hash(a.layout, merged))
     # Two rounds later: the update since round 1 counts per round, 5% of it into the trend.
