@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from models.recipe import RECIPES, Recipe
 
@@ -99,7 +99,22 @@ class Training(Section):
     # per value. Payloads describe themselves, so vehicles of one fleet may differ.
     codec_density: Annotated[float, Field(gt=0, le=1)] = 0.1
     codec_bits: Literal[4, 8, 32] = 8
+    # Local training that follows the fleet (agent/swarm/learner.py; off by default). Sparse
+    # deltas: take each round's steps this many rounds of the fleet's trend ahead (measured at
+    # 10 with 2% at 4 bits). Dense deltas (codec_density = 1) only: steer AdamW's momentum by
+    # the fleet's merged update.
+    lookahead: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 0.0
+    fleet_momentum: bool = False
     last_round: Annotated[int, Field(ge=0)] | None = None  # stop after it (simulated fleets)
+
+    @field_validator("fleet_momentum")
+    @classmethod
+    def _dense_for_momentum(cls, v: bool, info: ValidationInfo) -> bool:
+        density = info.data.get("codec_density", 1.0)
+        if v and density < 1:
+            raise ValueError(f"fleet momentum needs dense deltas (codec_density = 1), and this "
+                             f"vehicle sends {density:.0%} of each")
+        return v
 
     def steps_batch(self) -> int:
         return self.batch_size or FAMILY_DEFAULTS[self.model].recipe.batch_size

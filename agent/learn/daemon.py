@@ -74,10 +74,11 @@ class BufferedLearner(Learner):
 
     def __init__(self, buffer: SampleBuffer, min_samples: int, cpu_share: float,
                  train_cfg: TrainConfig, codec: CodecConfig, total_steps: int,
-                 sampler_seed: int) -> None:
+                 sampler_seed: int, fleet_momentum: bool = False,
+                 lookahead: float = 0.0) -> None:
         family = buffer.family
         super().__init__(family.empty(), train_cfg, codec, total_steps, seed=FACTORY_SEED,
-                         family=family)
+                         family=family, fleet_momentum=fleet_momentum, lookahead=lookahead)
         self.g.manual_seed(sampler_seed)  # same factory model, own batches
         self.buffer, self.min_samples, self.cpu_share = buffer, min_samples, cpu_share
         self._version = -1
@@ -134,7 +135,8 @@ class LearnDaemon:
             TrainConfig(steps=t.schedule_rounds * t.local_steps, batch_size=t.steps_batch(),
                         lr=t.peak_lr(), bf16=use_bf16(t.precision)),
             CodecConfig(t.codec_density, t.codec_bits), t.schedule_rounds * t.local_steps,
-            sampler_seed=int(identity.address, 16) % 2**63)
+            sampler_seed=int(identity.address, 16) % 2**63, fleet_momentum=t.fleet_momentum,
+            lookahead=t.lookahead)
         vcfg = DriverConfig(local_steps=t.local_steps, checkpoint=state / "learner.ckpt",
                             train_ahead=t.train_ahead, poll_s=cfg.chain.poll_s,
                             max_steps_ahead=round(t.rounds_ahead * t.local_steps),

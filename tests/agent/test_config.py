@@ -68,6 +68,17 @@ def test_a_vehicle_sends_the_fleet_codec_by_default(tmp_path):
     assert CodecConfig(training.codec_density, training.codec_bits) == FLEET_CODEC
 
 
+def test_fleet_momentum_needs_dense_deltas_and_lookahead_a_finite_count(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load(write_config(tmp_path, training="fleet_momentum = true\nlookahead = inf"))
+    assert [p.split(":")[0] for p in e.value.problems] == ["training.lookahead",
+                                                          "training.fleet_momentum"]
+    assert "sends 10% of each" in e.value.problems[1]
+    dense = load(write_config(tmp_path, training="fleet_momentum = true\ncodec_density = 1.0"
+                                                 "\ncodec_bits = 32\nlookahead = 10"))
+    assert (dense.training.fleet_momentum, dense.training.lookahead) == (True, 10.0)
+
+
 def test_a_missing_section_and_bad_toml_are_named(tmp_path):
     (tmp_path / "a.toml").write_text("[vehicle]\nkey_file = 'k'\nstate_dir = 's'\n")
     with pytest.raises(ConfigError, match=r"chain: missing.*serve: missing"):

@@ -30,7 +30,8 @@ QUICK = "local_steps = 5\nmin_samples = 16\ncpu_share = 1.0\nschedule_rounds = 5
 
 
 def test_learner_ready_watchdog_sigstop_and_a_clean_stop(anvil, tmp_path):
-    fleet = ProcessFleet.create(tmp_path, anvil.url, 1, ALONE, training=QUICK)
+    fleet = ProcessFleet.create(tmp_path, anvil.url, 1, ALONE,
+                                training=QUICK + "\nlookahead = 2.0")
     v = fleet.vehicles[0]
     notify = NotifySocket(tmp_path / "notify")
     ledger = fleet.ledger()
@@ -62,6 +63,7 @@ def test_learner_ready_watchdog_sigstop_and_a_clean_stop(anvil, tmp_path):
         learner = BufferedLearner(*_learner_args(v.state))
         round_, _ = load_vehicle_checkpoint(v.state / "learner.ckpt", learner)
         assert round_ >= 2
+        assert learner.state()["trend"] is not None  # the config's lookahead reached the learner
         assert (v.state / "serve" / "current.json").exists()  # a model installed for serving
     finally:
         fleet.stop_all()
