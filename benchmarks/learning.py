@@ -10,7 +10,8 @@ trains the same number of steps on the pooled data with the fleet's batch (vehic
 i.e. the fleet's total compute. All at the family's rate (models/recipe.py); ``--lr`` sets the
 swarm's alone (the detector's swarm at 2-step rounds learns faster at 8e-3: docs/detector.md).
 ``--density`` and ``--bits`` set the compressed swarm's codec (2% at 4 bits by default);
-``--bf16`` trains every arm in bfloat16. ``--fleet-momentum`` has the dense swarm's vehicles follow
+``--bf16`` trains every arm in bfloat16 (refused on a CPU that would emulate it, ~10x slower
+than float32). ``--fleet-momentum`` has the dense swarm's vehicles follow
 the merge's momentum (agent/swarm/learner.py; dense deltas only: the compressed swarm trains
 without it). ``--lookahead L`` has the compressed swarm's vehicles take their steps L rounds of
 the fleet's trend ahead (agent/swarm/learner.py).
@@ -42,6 +43,7 @@ from benchmarks.common import cpu, log, setup_threads
 from models.atomic import atomic_write_bytes
 from models.codec import DENSE, CodecConfig
 from models.layout import ModelLayout
+from models.train import native_bf16
 from sim.fleet import (
     FleetConfig,
     FleetData,
@@ -187,7 +189,8 @@ def main() -> None:
     p.add_argument("--bits", type=int, default=CodecConfig().bits,
                    help="the compressed swarm's bits per value: 4, 8 or 32 (default %(default)s)")
     p.add_argument("--bf16", action="store_true",
-                   help="train every arm in bfloat16 (1.5x faster on a CPU with AVX512-BF16)")
+                   help="train every arm in bfloat16 (1.5x faster on a CPU with AVX512-BF16 or "
+                        "AMX; refused elsewhere)")
     p.add_argument("--fleet-momentum", action="store_true",
                    help="the dense swarm's vehicles follow the merge's momentum "
                         "(agent/swarm/learner.py); the compressed swarm trains without it")
@@ -206,6 +209,9 @@ def main() -> None:
         p.error("--rounds, --local-steps and --frames must be at least 1")
     if not 0 <= args.lookahead < float("inf"):
         p.error(f"--lookahead {args.lookahead}: rounds ahead must be zero or more, and finite")
+    if args.bf16 and not native_bf16():  # an hour's run would take ten: never what one wants
+        p.error("--bf16: this CPU has neither AVX512-BF16 nor AMX, so torch would emulate "
+                "bfloat16, ~10x slower than float32; leave out --bf16")
     wanted = [a for a in args.arms.split(",") if a]
     unknown = sorted(set(wanted) - set(ARMS))
     if unknown or not wanted:

@@ -89,3 +89,14 @@ def test_lookahead_is_the_compressed_swarms_alone(tmp_path: Path) -> None:
         r = learning("--lookahead", bad, "--arms", "central")
         assert r.returncode == 2 and f"--lookahead {float(bad)}" in r.stderr
         assert "Traceback" not in r.stderr
+
+
+def test_bf16_runs_only_where_the_cpu_computes_it() -> None:
+    from models.train import native_bf16
+
+    r = learning("--bf16", "--arms", "central")
+    if native_bf16():
+        assert figures(r)["bf16"] is True
+    else:  # emulated bfloat16 would take ten times as long: refused before any work
+        assert r.returncode == 2 and "--bf16: this CPU has neither" in r.stderr
+        assert "Traceback" not in r.stderr and r.stdout == ""
