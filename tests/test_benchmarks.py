@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from models.train import native_bf16
+
 TINY = ["--rounds", "2", "--local-steps", "1", "--frames", "8"]
 
 
@@ -92,8 +94,6 @@ def test_lookahead_is_the_compressed_swarms_alone(tmp_path: Path) -> None:
 
 
 def test_bf16_runs_only_where_the_cpu_computes_it() -> None:
-    from models.train import native_bf16
-
     r = learning("--bf16", "--arms", "central")
     if native_bf16():
         assert figures(r)["bf16"] is True
